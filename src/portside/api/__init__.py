@@ -1,0 +1,1 @@
+"""HTTP: the ASGI application, /v2/ distribution handlers and the token endpoint."""

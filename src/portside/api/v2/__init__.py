@@ -1,0 +1,61 @@
+"""The OCI distribution API (``/v2/``): the route table, with the access each route needs.
+
+Every route names the action it requires; :func:`_guarded` runs the access gate before the
+handler, so no handler can forget it, and a route without an action cannot be declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from portside.api.security import authorize
+from portside.api.v2 import base, blobs, manifests, uploads
+from portside.auth.access import Scope
+from portside.oci.names import validate_name
+
+__all__ = ["routes"]
+
+Handler = Callable[[Request, str], Awaitable[Response]]
+Action = Literal["pull", "push", "delete"]
+
+
+def _guarded(handler: Handler, action: Action) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        name = validate_name(request.path_params["name"])
+        request.state.principal = await authorize(
+            request, Scope("repository", name, frozenset({action}))
+        )
+        return await handler(request, name)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+def _route(path: str, handler: Handler, methods: list[str], action: Action) -> Route:
+    return Route(path, _guarded(handler, action), methods=methods)
+
+
+def routes() -> list[Route]:
+    uploads_path = "/v2/{name:path}/blobs/uploads/{upload_id}"
+    return [
+        Route("/v2/", base.api_version, methods=["GET", "HEAD"]),
+        Route("/v2/_catalog", base.catalog, methods=["GET"]),
+        _route("/v2/{name:path}/blobs/uploads/", uploads.start, ["POST"], "push"),
+        _route("/v2/{name:path}/blobs/uploads", uploads.start, ["POST"], "push"),
+        _route(uploads_path, uploads.status, ["GET"], "push"),
+        _route(uploads_path, uploads.append, ["PATCH"], "push"),
+        _route(uploads_path, uploads.finish, ["PUT"], "push"),
+        _route(uploads_path, uploads.cancel, ["DELETE"], "push"),
+        _route("/v2/{name:path}/blobs/{digest}", blobs.get, ["GET", "HEAD"], "pull"),
+        _route("/v2/{name:path}/blobs/{digest}", blobs.delete, ["DELETE"], "delete"),
+        _route("/v2/{name:path}/manifests/{reference}", manifests.get, ["GET", "HEAD"], "pull"),
+        _route("/v2/{name:path}/manifests/{reference}", manifests.put, ["PUT"], "push"),
+        _route("/v2/{name:path}/manifests/{reference}", manifests.delete, ["DELETE"], "delete"),
+        _route("/v2/{name:path}/tags/list", manifests.tag_list, ["GET"], "pull"),
+        _route("/v2/{name:path}/referrers/{digest}", manifests.referrers, ["GET"], "pull"),
+    ]

@@ -1,0 +1,110 @@
+"""Blob GET/HEAD (with ``Range``) and DELETE."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from portside.api.v2.common import parse_digest
+from portside.oci.errors import ErrorCode, RegistryError
+from portside.registry.blobs import BlobContent, Blobs
+
+__all__ = ["delete", "get", "parse_range"]
+
+_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The single byte range asked for, as (start, end inclusive), or None for the whole blob.
+
+    A header we do not understand (several ranges, other units) is ignored, as RFC 9110 allows.
+    A well-formed range that lies outside the blob raises ``RANGE_INVALID`` (416).
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None or (not match[1] and not match[2]):
+        return None
+    if not match[1]:  # suffix range: the last N bytes
+        suffix = int(match[2])
+        if suffix == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(size - suffix, 0), size - 1
+    start = int(match[1])
+    end = int(match[2]) if match[2] else size - 1
+    if start >= size or end < start:
+        raise _unsatisfiable(size)
+    return start, min(end, size - 1)
+
+
+def _unsatisfiable(size: int) -> RegistryError:
+    return RegistryError(ErrorCode.RANGE_INVALID, headers={"Content-Range": f"bytes */{size}"})
+
+
+class BlobResponse(Response):
+    """Streams a blob, zero-copy where the server supports ``http.response.pathsend``."""
+
+    def __init__(
+        self,
+        blobs: Blobs,
+        content: BlobContent,
+        byte_range: tuple[int, int] | None,
+        head: bool,
+    ) -> None:
+        super().__init__(status_code=206 if byte_range else 200)
+        self._blobs = blobs
+        self._content = content
+        self._range = byte_range
+        self._head = head
+        start, end = byte_range or (0, content.size - 1)
+        self.raw_headers = [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", str(end - start + 1).encode()),
+            (b"docker-content-digest", str(content.digest).encode()),
+            (b"etag", f'"{content.digest}"'.encode()),
+            (b"accept-ranges", b"bytes"),
+        ]
+        if byte_range:
+            self.raw_headers.append(
+                (b"content-range", f"bytes {start}-{end}/{content.size}".encode())
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if self._head or self._content.size == 0:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        path = self._content.local_path
+        if (
+            path is not None
+            and self._range is None
+            and "http.response.pathsend" in scope.get("extensions", {})
+        ):
+            await send({"type": "http.response.pathsend", "path": str(path)})
+            return
+        offset, length = 0, None
+        if self._range is not None:
+            offset, length = self._range[0], self._range[1] - self._range[0] + 1
+        async for chunk in self._blobs.stream(self._content, offset, length):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def get(request: Request, name: str) -> Response:
+    services = request.app.state.services
+    digest = parse_digest(request.path_params["digest"])
+    content = await services.blobs.open(name, digest)
+    head = request.method == "HEAD"
+    byte_range = None if head else parse_range(request.headers.get("range"), content.size)
+    return BlobResponse(services.blobs, content, byte_range, head)
+
+
+async def delete(request: Request, name: str) -> Response:
+    digest = parse_digest(request.path_params["digest"])
+    await request.app.state.services.blobs.unlink(name, digest)
+    return Response(status_code=202, headers={"Docker-Content-Digest": str(digest)})

@@ -1,0 +1,186 @@
+"""One typed settings tree, read from a YAML file and ``PORTSIDE_*`` environment variables.
+
+Precedence, highest first: environment, YAML file, defaults. Nested keys use ``__`` in the
+environment: ``storage.s3.bucket`` is ``PORTSIDE_STORAGE__S3__BUCKET``. The admin password is the
+one flat exception, ``PORTSIDE_ADMIN_PASSWORD``, because that is what people look for.
+
+Every key is documented in ``docs/configuration.md``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every bad key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = Field("0.0.0.0", description="Address to listen on.")
+    port: int = Field(5000, ge=1, le=65535, description="TCP port to listen on.")
+    public_url: str | None = Field(
+        None,
+        description="URL clients use to reach Portside (scheme://host[:port]), for token realms "
+        "and Location headers behind a reverse proxy. Default: taken from each request's Host.",
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate chain; enables HTTPS.")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    shutdown_grace_seconds: float = Field(
+        30, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        return self
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    format: Literal["json", "console"] = Field("json", description="json or console lines.")
+    access_log: bool = Field(True, description="One structured line per request.")
+
+
+class DatabaseSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path or "
+        "postgresql+asyncpg://user@host/db. Default: SQLite in data_dir.",
+    )
+    pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
+
+
+class FilesystemStorageSettings(_Section):
+    root: Path | None = Field(None, description="Directory for blobs. Default: data_dir/storage.")
+
+
+class S3StorageSettings(_Section):
+    bucket: str = Field("", description="Bucket name (must exist).")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint URL.")
+    region: str = Field("us-east-1", description="Region name.")
+    access_key: str | None = Field(None, description="Access key id.")
+    secret_key: SecretStr | None = Field(None, description="Secret access key.")
+    prefix: str = Field("", description="Key prefix inside the bucket.")
+
+
+class StorageSettings(_Section):
+    driver: Literal["filesystem", "s3", "memory"] = Field(
+        "filesystem", description="Blob storage driver."
+    )
+    filesystem: FilesystemStorageSettings = FilesystemStorageSettings()
+    s3: S3StorageSettings = S3StorageSettings()
+
+    @model_validator(mode="after")
+    def _s3_bucket(self) -> StorageSettings:
+        if self.driver == "s3" and not self.s3.bucket:
+            raise ValueError("storage.s3.bucket is required when storage.driver is s3")
+        return self
+
+
+class AuthSettings(_Section):
+    token_ttl_seconds: int = Field(1800, ge=30, le=86400, description="Bearer token lifetime.")
+    token_issuer: str = Field("portside-token-service", description="JWT iss claim.")
+    token_service: str = Field("portside", description="Service name in challenges and aud.")
+    realm: str = Field("Portside", description="Realm for HTTP basic challenges.")
+
+
+class RegistrySettings(_Section):
+    max_manifest_bytes: int = Field(4 << 20, ge=1024, description="Largest accepted manifest.")
+    upload_purge_age_seconds: int = Field(
+        86400, ge=1, description="Uploads untouched for this long are deleted."
+    )
+    upload_purge_interval_seconds: int = Field(
+        3600, ge=1, description="How often abandoned uploads are looked for."
+    )
+    catalog_max_entries: int = Field(1000, ge=1, description="Largest n for _catalog and tags.")
+    cache_ttl_seconds: float = Field(
+        10,
+        ge=0,
+        description="How long a replica may serve cached tag, manifest and blob lookups without "
+        "seeing another replica's change. Local changes are seen at once.",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PORTSIDE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Field(Path("portside-data"), description="Where SQLite and blobs live.")
+    admin_password: SecretStr | None = Field(
+        None, description="Password of the first admin (PORTSIDE_ADMIN_PASSWORD)."
+    )
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    auth: AuthSettings = AuthSettings()
+    registry: RegistrySettings = RegistrySettings()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'portside.db').resolve()}"
+
+    @property
+    def storage_root(self) -> Path:
+        return self.storage.filesystem.root or self.data_dir / "storage"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the file; the file comes in through init_settings.
+        return (env_settings, init_settings)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from ``path`` (optional), the environment and ``overrides``.
+
+    Raises :class:`ConfigError` whose message names each invalid key.
+    """
+    data = _read_yaml(path) if path else {}
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            problems.append(f"{key}: {error['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""Metadata database: tables, engine, migrations. The source of truth for what exists."""

@@ -1,0 +1,1 @@
+"""Pure OCI vocabulary: digests, names, media types, manifests and the error catalogue. No I/O."""

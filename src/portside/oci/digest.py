@@ -1,0 +1,59 @@
+"""Digests as defined by the OCI image spec (descriptor.md#digests).
+
+Only the registered algorithms we can verify are accepted: sha256 and sha512. Anything else is
+refused as ``DIGEST_INVALID`` (or ``UNSUPPORTED`` for a well-formed but unknown algorithm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ALGORITHMS", "Digest", "DigestError", "new_hasher"]
+
+# hex length per algorithm; lower-case hex only, as the spec requires for these two
+ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
+_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+
+
+class DigestError(ValueError):
+    """The string is not a digest Portside accepts."""
+
+    def __init__(self, message: str, *, unsupported: bool = False) -> None:
+        super().__init__(message)
+        self.unsupported = unsupported
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    algorithm: str
+    hex: str
+
+    @classmethod
+    def parse(cls, value: str) -> Digest:
+        """Validate ``value`` (``algorithm:hex``). Raises :class:`DigestError`."""
+        if len(value) > 150 or not _GRAMMAR.match(value):
+            raise DigestError("invalid digest format")
+        algorithm, _, encoded = value.partition(":")
+        expected = ALGORITHMS.get(algorithm)
+        if expected is None:
+            raise DigestError(f"unsupported digest algorithm {algorithm!r}", unsupported=True)
+        if len(encoded) != expected or not all(c in "0123456789abcdef" for c in encoded):
+            raise DigestError(f"{algorithm} digest must be {expected} lower-case hex characters")
+        return cls(algorithm, encoded)
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+def new_hasher(algorithm: str = "sha256") -> Any:
+    """A fresh incremental hasher for one of :data:`ALGORITHMS`."""
+    if algorithm not in ALGORITHMS:
+        raise DigestError(f"unsupported digest algorithm {algorithm!r}", unsupported=True)
+    return hashlib.new(algorithm)

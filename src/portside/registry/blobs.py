@@ -1,0 +1,136 @@
+"""Blobs: which repository may serve which content, and reading that content back.
+
+A blob's bytes are stored once (``storage.layout.blob_path``); a row in ``repository_blobs``
+links it to each repository that pushed or mounted it. Deleting a blob from a repository only
+removes the link; the bytes are left for garbage collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from portside.db.engine import Database
+from portside.db.queries import insert_ignore, now
+from portside.db.tables import blobs, repositories, repository_blobs
+from portside.oci.digest import Digest
+from portside.oci.errors import ErrorCode, RegistryError
+from portside.registry.cache import LRUCache
+from portside.registry.repositories import Repositories
+from portside.storage.base import StorageDriver
+from portside.storage.layout import blob_path
+
+__all__ = ["BlobContent", "Blobs"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlobContent:
+    """Where to read a blob from: a local file (zero-copy) or a stream from the driver."""
+
+    digest: Digest
+    size: int
+    local_path: Path | None
+    storage_key: str
+
+
+class Blobs:
+    def __init__(
+        self, db: Database, storage: StorageDriver, repos: Repositories, cache_ttl: float
+    ) -> None:
+        self._db = db
+        self._storage = storage
+        self._repos = repos
+        # (repository, digest) -> size; only positive answers are cached.
+        self._linked: LRUCache[tuple[str, str], int] = LRUCache(100_000, cache_ttl)
+
+    async def size_in(self, repository: str, digest: Digest) -> int | None:
+        """Size of the blob if ``repository`` may serve it, else None."""
+        key = (repository, str(digest))
+        cached = self._linked.get(key)
+        if cached is not None:
+            return cached
+        async with self._db.read() as connection:
+            size = await connection.scalar(
+                select(blobs.c.size)
+                .select_from(
+                    repository_blobs.join(
+                        repositories, repositories.c.id == repository_blobs.c.repository_id
+                    ).join(blobs, blobs.c.digest == repository_blobs.c.digest)
+                )
+                .where(repositories.c.name == repository, repository_blobs.c.digest == str(digest))
+            )
+        if size is not None:
+            self._linked.put(key, int(size))
+        return None if size is None else int(size)
+
+    async def open(self, repository: str, digest: Digest) -> BlobContent:
+        """Describe how to read a blob of ``repository``. Raises ``BLOB_UNKNOWN``."""
+        size = await self.size_in(repository, digest)
+        if size is None:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+        key = blob_path(digest)
+        return BlobContent(digest, size, self._storage.local_path(key), key)
+
+    def stream(
+        self, content: BlobContent, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        return self._storage.reader(content.storage_key, offset, length)
+
+    async def global_size(self, digest: Digest) -> int | None:
+        """Size of stored content with this digest, in any repository."""
+        async with self._db.read() as connection:
+            size = await connection.scalar(
+                select(blobs.c.size).where(blobs.c.digest == str(digest))
+            )
+        return None if size is None else int(size)
+
+    async def repositories_with(self, digest: Digest, limit: int = 50) -> list[str]:
+        """Names of repositories linking ``digest`` (for automatic cross-repository mount)."""
+        async with self._db.read() as connection:
+            rows = await connection.scalars(
+                select(repositories.c.name)
+                .join(repository_blobs, repositories.c.id == repository_blobs.c.repository_id)
+                .where(repository_blobs.c.digest == str(digest))
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def link(
+        self, connection: AsyncConnection, repository: str, digest: Digest, size: int
+    ) -> None:
+        """Record (inside the caller's transaction) that ``repository`` holds ``digest``.
+
+        The bytes must already be durably in storage: rows never point at missing content.
+        """
+        repository_id = await self._repos.ensure(connection, repository)
+        await insert_ignore(connection, blobs, digest=str(digest), size=size, created_at=now())
+        await insert_ignore(
+            connection,
+            repository_blobs,
+            repository_id=repository_id,
+            digest=str(digest),
+            created_at=now(),
+        )
+
+    async def unlink(self, repository: str, digest: Digest) -> None:
+        """Remove ``digest`` from ``repository``. Raises ``BLOB_UNKNOWN`` if it was not there."""
+        repository_id = await self._repos.id_of(repository)
+        if repository_id is None:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+        async with self._db.write() as connection:
+            result = await connection.execute(
+                delete(repository_blobs).where(
+                    repository_blobs.c.repository_id == repository_id,
+                    repository_blobs.c.digest == str(digest),
+                )
+            )
+        self._linked.discard((repository, str(digest)))
+        if not result.rowcount:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+
+    async def exists_in_storage(self, digest: Digest) -> bool:
+        return await self._storage.stat(blob_path(digest)) is not None

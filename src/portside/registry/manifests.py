@@ -1,0 +1,324 @@
+"""Manifests and tags: push with reference checks, pull by tag or digest, delete, tag listing,
+and the referrers index.
+
+Manifest bytes are stored once per digest in blob storage and returned byte for byte; the row in
+``manifests`` records which repository holds it, its media type, subject and artifact type.
+Tags live only in the database.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from portside.db.engine import Database
+from portside.db.queries import insert_ignore, now, upsert
+from portside.db.tables import blobs, manifest_references, manifests, repository_blobs, tags
+from portside.oci.digest import Digest, DigestError
+from portside.oci.errors import ErrorCode, RegistryError
+from portside.oci.manifest import ParsedManifest, parse_manifest
+from portside.oci.names import validate_tag
+from portside.registry.cache import LRUCache
+from portside.registry.repositories import Repositories
+from portside.storage.base import PathNotFound, StorageDriver
+from portside.storage.layout import blob_path
+
+__all__ = ["ManifestRecord", "Manifests", "PushedManifest", "Reference", "parse_reference"]
+
+_BODY_CACHE_MAX_BYTES = 16 << 10  # manifests above this are read from storage each time
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A manifest reference from a URL: exactly one of tag and digest is set."""
+
+    tag: str | None
+    digest: Digest | None
+
+    def __str__(self) -> str:
+        return self.tag if self.tag is not None else str(self.digest)
+
+
+def parse_reference(value: str) -> Reference:
+    """A tag or a digest. Raises ``TAG_INVALID`` / ``DIGEST_INVALID`` / ``UNSUPPORTED``."""
+    if ":" in value:
+        try:
+            return Reference(None, Digest.parse(value))
+        except DigestError as exc:
+            code = ErrorCode.UNSUPPORTED if exc.unsupported else ErrorCode.DIGEST_INVALID
+            raise RegistryError(code, str(exc)) from None
+    return Reference(validate_tag(value), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    digest: Digest
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    digest: Digest
+    subject: Digest | None
+
+
+class Manifests:
+    def __init__(
+        self,
+        db: Database,
+        storage: StorageDriver,
+        repos: Repositories,
+        max_bytes: int,
+        cache_ttl: float,
+    ) -> None:
+        self._db = db
+        self._storage = storage
+        self._repos = repos
+        self.max_bytes = max_bytes
+        self._by_tag: LRUCache[tuple[str, str], ManifestRecord] = LRUCache(50_000, cache_ttl)
+        self._by_digest: LRUCache[tuple[str, str], ManifestRecord] = LRUCache(50_000, cache_ttl)
+        # Content-addressed bytes never change, so this cache needs no invalidation.
+        self._bodies: LRUCache[str, bytes] = LRUCache(2048, float("inf"))
+
+    # -- pull --------------------------------------------------------------------------------
+
+    async def resolve(self, repository: str, reference: Reference) -> ManifestRecord:
+        """Find a manifest by tag or digest. Raises ``MANIFEST_UNKNOWN``."""
+        key = (repository, str(reference))
+        cache = self._by_tag if reference.tag is not None else self._by_digest
+        record = cache.get(key)
+        if record is not None:
+            return record
+        repository_id = await self._repos.id_of(repository)
+        row = None
+        if repository_id is not None:
+            query = select(manifests.c.digest, manifests.c.media_type, manifests.c.size)
+            if reference.tag is not None:
+                query = query.join(tags, tags.c.manifest_id == manifests.c.id).where(
+                    tags.c.repository_id == repository_id, tags.c.name == reference.tag
+                )
+            else:
+                query = query.where(
+                    manifests.c.repository_id == repository_id,
+                    manifests.c.digest == str(reference.digest),
+                )
+            async with self._db.read() as connection:
+                row = (await connection.execute(query)).first()
+        if row is None:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(reference)})
+        record = ManifestRecord(Digest.parse(row.digest), row.media_type, int(row.size))
+        cache.put(key, record)
+        return record
+
+    async def body(self, record: ManifestRecord) -> bytes:
+        cached = self._bodies.get(str(record.digest))
+        if cached is not None:
+            return cached
+        try:
+            raw = await self._storage.get(blob_path(record.digest))
+        except PathNotFound:
+            raise RegistryError(
+                ErrorCode.MANIFEST_UNKNOWN, "manifest content is missing from storage"
+            ) from None
+        if len(raw) <= _BODY_CACHE_MAX_BYTES:
+            self._bodies.put(str(record.digest), raw)
+        return raw
+
+    # -- push --------------------------------------------------------------------------------
+
+    async def put(
+        self, repository: str, reference: Reference, raw: bytes, content_type: str | None
+    ) -> PushedManifest:
+        """Validate and store a manifest, then tag it when ``reference`` is a tag."""
+        if len(raw) > self.max_bytes:
+            raise RegistryError(
+                ErrorCode.SIZE_INVALID,
+                f"manifest is larger than the limit of {self.max_bytes} bytes",
+                status=413,
+            )
+        parsed = parse_manifest(raw, content_type)
+        algorithm = reference.digest.algorithm if reference.digest else "sha256"
+        digest = Digest.of(raw, algorithm)
+        if reference.digest is not None and reference.digest != digest:
+            raise RegistryError(
+                ErrorCode.DIGEST_INVALID,
+                "manifest digest does not match the reference",
+                detail={"expected": str(reference.digest), "actual": str(digest)},
+            )
+        # Bytes first, rows second: a crash leaves an orphan blob, never a dangling row.
+        if await self._storage.stat(blob_path(digest)) is None:
+            await self._storage.put(blob_path(digest), raw)
+        async with self._db.write() as connection:
+            repository_id = await self._repos.ensure(connection, repository)
+            await self._check_references(connection, repository_id, parsed)
+            manifest_id = await self._insert(connection, repository_id, digest, raw, parsed)
+            if reference.tag is not None:
+                await upsert(
+                    connection,
+                    tags,
+                    {"repository_id": repository_id, "name": reference.tag},
+                    {"manifest_id": manifest_id, "updated_at": now()},
+                )
+        record = ManifestRecord(digest, parsed.media_type, len(raw))
+        self._by_digest.put((repository, str(digest)), record)
+        if reference.tag is not None:
+            self._by_tag.put((repository, reference.tag), record)
+        return PushedManifest(digest, parsed.subject)
+
+    async def _check_references(
+        self, connection: AsyncConnection, repository_id: int, parsed: ParsedManifest
+    ) -> None:
+        wanted_blobs = {str(d.digest) for d in parsed.blobs if not d.foreign}
+        wanted_manifests = {str(d.digest) for d in parsed.manifests}
+        missing: set[str] = set()
+        if wanted_blobs:
+            found = set(
+                await connection.scalars(
+                    select(repository_blobs.c.digest).where(
+                        repository_blobs.c.repository_id == repository_id,
+                        repository_blobs.c.digest.in_(wanted_blobs),
+                    )
+                )
+            )
+            missing |= wanted_blobs - found
+        if wanted_manifests:
+            found = set(
+                await connection.scalars(
+                    select(manifests.c.digest).where(
+                        manifests.c.repository_id == repository_id,
+                        manifests.c.digest.in_(wanted_manifests),
+                    )
+                )
+            )
+            missing |= wanted_manifests - found
+        if missing:
+            raise RegistryError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digests": sorted(missing)}
+            )
+
+    async def _insert(
+        self,
+        connection: AsyncConnection,
+        repository_id: int,
+        digest: Digest,
+        raw: bytes,
+        parsed: ParsedManifest,
+    ) -> int:
+        stamp = now()
+        await insert_ignore(connection, blobs, digest=str(digest), size=len(raw), created_at=stamp)
+        inserted = await insert_ignore(
+            connection,
+            manifests,
+            repository_id=repository_id,
+            digest=str(digest),
+            media_type=parsed.media_type,
+            artifact_type=parsed.artifact_type,
+            size=len(raw),
+            subject_digest=str(parsed.subject) if parsed.subject else None,
+            annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+            created_at=stamp,
+        )
+        manifest_id = await connection.scalar(
+            select(manifests.c.id).where(
+                manifests.c.repository_id == repository_id, manifests.c.digest == str(digest)
+            )
+        )
+        assert manifest_id is not None
+        if inserted:
+            references = {(str(d.digest), "blob") for d in parsed.blobs} | {
+                (str(d.digest), "manifest") for d in parsed.manifests
+            }
+            if references:
+                await connection.execute(
+                    manifest_references.insert(),
+                    [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in references],
+                )
+        return int(manifest_id)
+
+    # -- delete ------------------------------------------------------------------------------
+
+    async def delete(self, repository: str, reference: Reference) -> None:
+        """Delete a tag, or a manifest by digest with every tag pointing to it.
+
+        Raises ``MANIFEST_UNKNOWN`` when there is nothing to delete.
+        """
+        repository_id = await self._repos.id_of(repository)
+        deleted = 0
+        if repository_id is not None:
+            async with self._db.write() as connection:
+                if reference.tag is not None:
+                    statement = delete(tags).where(
+                        tags.c.repository_id == repository_id, tags.c.name == reference.tag
+                    )
+                else:
+                    statement = delete(manifests).where(
+                        manifests.c.repository_id == repository_id,
+                        manifests.c.digest == str(reference.digest),
+                    )
+                deleted = (await connection.execute(statement)).rowcount
+        if reference.tag is not None:
+            self._by_tag.discard((repository, reference.tag))
+        else:
+            self._by_digest.discard((repository, str(reference.digest)))
+            self._by_tag.clear()  # tags of the deleted manifest went with it
+        if not deleted:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(reference)})
+
+    # -- listing -----------------------------------------------------------------------------
+
+    async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
+        """Tags in byte order after ``last``; at most ``limit`` when given.
+
+        Raises ``NAME_UNKNOWN`` for a repository that was never pushed to.
+        """
+        repository_id = await self._repos.id_of(repository)
+        if repository_id is None:
+            raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repository})
+        query = select(tags.c.name).where(tags.c.repository_id == repository_id)
+        if last:
+            query = query.where(tags.c.name > last)
+        query = query.order_by(tags.c.name)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._db.read() as connection:
+            return list(await connection.scalars(query))
+
+    async def referrers(
+        self, repository: str, subject: Digest, artifact_type: str | None
+    ) -> list[dict[str, Any]]:
+        """Descriptors of the manifests in ``repository`` whose subject is ``subject``."""
+        repository_id = await self._repos.id_of(repository)
+        if repository_id is None:
+            return []
+        query = select(
+            manifests.c.digest,
+            manifests.c.media_type,
+            manifests.c.size,
+            manifests.c.artifact_type,
+            manifests.c.annotations,
+        ).where(
+            manifests.c.repository_id == repository_id,
+            manifests.c.subject_digest == str(subject),
+        )
+        if artifact_type is not None:
+            query = query.where(manifests.c.artifact_type == artifact_type)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query.order_by(manifests.c.id))).all()
+        descriptors = []
+        for row in rows:
+            descriptor: dict[str, Any] = {
+                "mediaType": row.media_type,
+                "digest": row.digest,
+                "size": int(row.size),
+            }
+            if row.artifact_type:
+                descriptor["artifactType"] = row.artifact_type
+            if row.annotations:
+                descriptor["annotations"] = json.loads(row.annotations)
+            descriptors.append(descriptor)
+        return descriptors

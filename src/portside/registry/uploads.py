@@ -1,0 +1,315 @@
+"""Blob uploads: POST, PATCH, PUT, GET status, DELETE, and cross-repository mount.
+
+An upload is a row in ``uploads`` (which repository it belongs to, when it was last touched)
+plus its bytes in storage under ``layout.upload_path``. The bytes in storage are the truth about
+progress: after a restart, or on another replica, the upload continues after the bytes stored.
+
+Hashing is incremental: each process keeps a hasher per upload it is serving, fed as the bytes
+arrive, so the closing PUT does not read the data again. Only when that state is missing (after
+a restart, or when another replica took part of the upload) is the stored prefix re-hashed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, select, update
+
+from portside.db.engine import Database
+from portside.db.queries import now
+from portside.db.tables import uploads
+from portside.oci.digest import Digest, new_hasher
+from portside.oci.errors import ErrorCode, RegistryError
+from portside.registry.blobs import Blobs
+from portside.storage.base import StorageDriver, Writer
+from portside.storage.layout import blob_path, upload_path, upload_prefix
+
+__all__ = ["ContentRange", "UploadStatus", "Uploads", "parse_content_range"]
+
+log = structlog.get_logger(__name__)
+
+_BATCH = 4 << 20  # bytes handed to the hashing/writing threads at a time
+_MAX_SESSIONS = 256  # open upload writers kept per process
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    id: uuid.UUID
+    repository: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRange:
+    start: int
+    end: int  # inclusive
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+def parse_content_range(value: str) -> ContentRange:
+    """Parse a PATCH ``Content-Range`` (``start-end``, inclusive). Raises ``RANGE_INVALID``."""
+    match = _CONTENT_RANGE.match(value.strip())
+    if not match or int(match[2]) < int(match[1]):
+        raise RegistryError(ErrorCode.RANGE_INVALID, f"invalid Content-Range {value[:80]!r}")
+    return ContentRange(int(match[1]), int(match[2]))
+
+
+@dataclass(slots=True)
+class _Session:
+    """This process's open state of one upload: the writer and the running hash."""
+
+    writer: Writer
+    hasher: Any
+    hashed: int
+
+
+class Uploads:
+    def __init__(self, db: Database, storage: StorageDriver, blobs: Blobs) -> None:
+        self._db = db
+        self._storage = storage
+        self._blobs = blobs
+        self._sessions: OrderedDict[uuid.UUID, _Session] = OrderedDict()
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, repository: str) -> UploadStatus:
+        upload_id = uuid.uuid4()
+        async with self._db.write() as connection:
+            stamp = now()
+            await connection.execute(
+                uploads.insert().values(
+                    id=str(upload_id), repository=repository, created_at=stamp, updated_at=stamp
+                )
+            )
+        return UploadStatus(upload_id, repository, 0)
+
+    async def status(self, repository: str, upload_id: uuid.UUID) -> UploadStatus:
+        await self._require_row(repository, upload_id)
+        async with self._lock(upload_id):
+            session = self._sessions.get(upload_id)
+            size = session.writer.size if session else await self._stored_size(upload_id)
+        return UploadStatus(upload_id, repository, size)
+
+    async def append(
+        self,
+        repository: str,
+        upload_id: uuid.UUID,
+        body: AsyncIterator[bytes],
+        content_range: ContentRange | None,
+        content_length: int | None,
+    ) -> UploadStatus:
+        """Append a PATCH body. With ``content_range`` it must start at the current size (else
+        ``RANGE_INVALID``, 416) and match ``content_length`` when both are given."""
+        await self._require_row(repository, upload_id)
+        async with self._lock(upload_id):
+            session = await self._session(upload_id)
+            if content_range is not None:
+                if content_range.start != session.writer.size:
+                    raise self._range_error(upload_id, repository, session.writer.size)
+                if content_length is not None and content_length != content_range.length:
+                    raise RegistryError(
+                        ErrorCode.SIZE_INVALID, "Content-Length does not match Content-Range"
+                    )
+            await self._pump(upload_id, session, body)
+            size = session.writer.size
+        await self._touch(upload_id)
+        return UploadStatus(upload_id, repository, size)
+
+    async def finish(
+        self, repository: str, upload_id: uuid.UUID, digest: Digest, body: AsyncIterator[bytes]
+    ) -> int:
+        """Append the closing PUT's body, verify ``digest`` and make the blob part of
+        ``repository``. Returns the blob size. A digest mismatch discards the upload."""
+        await self._require_row(repository, upload_id)
+        async with self._lock(upload_id):
+            session = await self._session(upload_id)
+            await self._pump(upload_id, session, body)
+            actual = await self._digest_of(upload_id, session, digest.algorithm)
+            size = session.writer.size
+            if actual != digest:
+                await self._discard(upload_id)
+                raise RegistryError(
+                    ErrorCode.DIGEST_INVALID,
+                    detail={"expected": str(digest), "actual": str(actual)},
+                )
+            await session.writer.commit()
+            self._sessions.pop(upload_id, None)
+            await self._store_blob(upload_id, digest)
+            async with self._db.write() as connection:
+                await self._blobs.link(connection, repository, digest, size)
+                await connection.execute(delete(uploads).where(uploads.c.id == str(upload_id)))
+        self._locks.pop(upload_id, None)
+        return size
+
+    async def cancel(self, repository: str, upload_id: uuid.UUID) -> None:
+        await self._require_row(repository, upload_id)
+        async with self._lock(upload_id):
+            await self._discard(upload_id)
+        self._locks.pop(upload_id, None)
+
+    async def mount(self, repository: str, digest: Digest, source: str) -> int | None:
+        """Link a blob of ``source`` into ``repository``. Returns its size, or None when
+        ``source`` does not hold it. The caller has checked that pulling ``source`` is allowed."""
+        size = await self._blobs.size_in(source, digest)
+        if size is None:
+            return None
+        async with self._db.write() as connection:
+            await self._blobs.link(connection, repository, digest, size)
+        return size
+
+    async def purge_abandoned(self, max_age: dt.timedelta) -> int:
+        """Delete uploads untouched for ``max_age``. Returns how many were removed."""
+        cutoff = now() - max_age
+        async with self._db.read() as connection:
+            stale = list(
+                await connection.scalars(select(uploads.c.id).where(uploads.c.updated_at < cutoff))
+            )
+        for raw_id in stale:
+            upload_id = uuid.UUID(raw_id)
+            async with self._lock(upload_id):
+                await self._discard(upload_id)
+            self._locks.pop(upload_id, None)
+        if stale:
+            log.info("purged abandoned uploads", count=len(stale))
+        return len(stale)
+
+    async def close(self) -> None:
+        """Close open writers, keeping their bytes so the uploads stay resumable."""
+        for session in self._sessions.values():
+            await session.writer.flush()
+            await session.writer.close()
+        self._sessions.clear()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _lock(self, upload_id: uuid.UUID) -> asyncio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            lock = self._locks[upload_id] = asyncio.Lock()
+        return lock
+
+    async def _require_row(self, repository: str, upload_id: uuid.UUID) -> None:
+        if upload_id in self._sessions:
+            return  # only ever opened after the row check below
+        async with self._db.read() as connection:
+            owner = await connection.scalar(
+                select(uploads.c.repository).where(uploads.c.id == str(upload_id))
+            )
+        if owner != repository:
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": str(upload_id)})
+
+    async def _stored_size(self, upload_id: uuid.UUID) -> int:
+        return await self._storage.stat(upload_path(upload_id)) or 0
+
+    async def _session(self, upload_id: uuid.UUID) -> _Session:
+        """The open session, reopened from storage when this process has none or when the
+        stored size moved on without it (another replica served a chunk)."""
+        session = self._sessions.get(upload_id)
+        if session is not None:
+            if await self._stored_size(upload_id) == session.writer.size:
+                self._sessions.move_to_end(upload_id)
+                return session
+            await session.writer.close()
+            del self._sessions[upload_id]
+        writer = await self._storage.writer(upload_path(upload_id), append=True)
+        session = _Session(writer, new_hasher("sha256"), 0)
+        if writer.size:
+            await self._rehash(upload_id, session, "sha256")
+        self._sessions[upload_id] = session
+        while len(self._sessions) > _MAX_SESSIONS:
+            _, evicted = self._sessions.popitem(last=False)
+            await evicted.writer.close()
+        return session
+
+    async def _rehash(self, upload_id: uuid.UUID, session: _Session, algorithm: str) -> None:
+        hasher = new_hasher(algorithm)
+        async for chunk in self._storage.reader(upload_path(upload_id), 0, session.writer.size):
+            await asyncio.to_thread(hasher.update, chunk)
+        session.hasher, session.hashed = hasher, session.writer.size
+
+    async def _digest_of(self, upload_id: uuid.UUID, session: _Session, algorithm: str) -> Digest:
+        if session.hasher.name != algorithm or session.hashed != session.writer.size:
+            await self._rehash(upload_id, session, algorithm)
+        return Digest(algorithm, session.hasher.copy().hexdigest())
+
+    async def _pump(
+        self, upload_id: uuid.UUID, session: _Session, body: AsyncIterator[bytes]
+    ) -> None:
+        """Stream ``body`` into the upload, hashing and writing each batch in worker threads
+        while the next batch is received. Bytes received before a client disconnect are kept."""
+        pending: asyncio.Future[None] | None = None
+
+        async def consume(batch: bytearray) -> None:
+            await asyncio.gather(
+                asyncio.to_thread(session.hasher.update, batch), session.writer.write(batch)
+            )
+            session.hashed += len(batch)
+
+        batch = bytearray()
+        try:
+            async for chunk in body:
+                batch += chunk
+                if len(batch) >= _BATCH:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(consume(batch))
+                    batch = bytearray()
+        finally:
+            try:
+                if pending is not None:
+                    await pending
+                if batch:
+                    await consume(batch)
+                await session.writer.flush()
+            except BaseException:
+                # The writer's and the hasher's state may disagree now; start afresh next time.
+                self._sessions.pop(upload_id, None)
+                with contextlib.suppress(Exception):
+                    await session.writer.close()
+                raise
+
+    async def _touch(self, upload_id: uuid.UUID) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(
+                update(uploads).where(uploads.c.id == str(upload_id)).values(updated_at=now())
+            )
+
+    async def _store_blob(self, upload_id: uuid.UUID, digest: Digest) -> None:
+        if await self._storage.stat(blob_path(digest)) is not None:
+            await self._storage.delete(upload_prefix(upload_id))  # content already stored once
+        else:
+            await self._storage.move(upload_path(upload_id), blob_path(digest))
+            await self._storage.delete(upload_prefix(upload_id))
+
+    async def _discard(self, upload_id: uuid.UUID) -> None:
+        session = self._sessions.pop(upload_id, None)
+        if session is not None:
+            await session.writer.close()
+        await self._storage.delete(upload_prefix(upload_id))
+        async with self._db.write() as connection:
+            await connection.execute(delete(uploads).where(uploads.c.id == str(upload_id)))
+
+    def _range_error(self, upload_id: uuid.UUID, repository: str, size: int) -> RegistryError:
+        return RegistryError(
+            ErrorCode.RANGE_INVALID,
+            f"chunk must start at byte {size}",
+            headers={
+                "Range": f"0-{max(size - 1, 0)}",
+                "Docker-Upload-UUID": str(upload_id),
+                "Location": f"/v2/{repository}/blobs/uploads/{upload_id}",
+            },
+        )

@@ -1,0 +1,1 @@
+"""Byte storage: the driver interface, its drivers, and the one module that builds paths."""

@@ -1,0 +1,106 @@
+"""Running a real ``portside serve`` process on loopback for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["PortsideServer", "free_port"]
+
+ADMIN_PASSWORD = "Portside-Test-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PortsideServer:
+    """A ``portside serve`` subprocess. ``env`` holds PORTSIDE_* settings for it."""
+
+    data_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    username: str = "admin"
+    password: str = ADMIN_PASSWORD
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def start(self, timeout: float = 30) -> None:
+        env = {
+            **os.environ,
+            "PORTSIDE_ADMIN_PASSWORD": self.password,
+            "PORTSIDE_DATA_DIR": str(self.data_dir),
+            "PORTSIDE_SERVER__HOST": "127.0.0.1",
+            "PORTSIDE_SERVER__PORT": str(self.port),
+            "PORTSIDE_SERVER__SHUTDOWN_GRACE_SECONDS": "5",
+            **self.env,
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "portside.cli.main", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"portside exited early:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                httpx.get(f"{self.url}/v2/", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"portside did not start:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An HTTP client sending the admin's basic credentials."""
+        return httpx.Client(
+            base_url=self.url,
+            auth=(self.username, self.password),
+            timeout=30,
+            **kwargs,  # type: ignore[arg-type]
+        )
