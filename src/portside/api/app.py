@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from starlette.applications import Starlette
@@ -43,6 +44,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Storage, hashing and fsync run in worker threads; the default pool (cores + 4) would
+        # make concurrent uploads queue behind each other.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=64, thread_name_prefix="portside-io")
+        )
         await services.tokens.start()
         admin_password = (
             settings.admin_password.get_secret_value() if settings.admin_password else None

@@ -30,6 +30,7 @@ from portside.db.tables import uploads
 from portside.oci.digest import Digest, new_hasher
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.registry.blobs import Blobs
+from portside.registry.cache import LRUCache
 from portside.storage.base import StorageDriver, Writer
 from portside.storage.layout import blob_path, upload_path, upload_prefix
 
@@ -83,6 +84,8 @@ class Uploads:
         self._blobs = blobs
         self._sessions: OrderedDict[uuid.UUID, _Session] = OrderedDict()
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        # Which repository an upload belongs to never changes; remembered to skip a query.
+        self._owners: LRUCache[uuid.UUID, str] = LRUCache(10_000, float("inf"))
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -95,6 +98,7 @@ class Uploads:
                     id=str(upload_id), repository=repository, created_at=stamp, updated_at=stamp
                 )
             )
+        self._owners.put(upload_id, repository)
         return UploadStatus(upload_id, repository, 0)
 
     async def status(self, repository: str, upload_id: uuid.UUID) -> UploadStatus:
@@ -152,6 +156,7 @@ class Uploads:
             async with self._db.write() as connection:
                 await self._blobs.link(connection, repository, digest, size)
                 await connection.execute(delete(uploads).where(uploads.c.id == str(upload_id)))
+        self._owners.discard(upload_id)
         self._locks.pop(upload_id, None)
         return size
 
@@ -203,12 +208,14 @@ class Uploads:
         return lock
 
     async def _require_row(self, repository: str, upload_id: uuid.UUID) -> None:
-        if upload_id in self._sessions:
-            return  # only ever opened after the row check below
-        async with self._db.read() as connection:
-            owner = await connection.scalar(
-                select(uploads.c.repository).where(uploads.c.id == str(upload_id))
-            )
+        owner = self._owners.get(upload_id)
+        if owner is None:
+            async with self._db.read() as connection:
+                owner = await connection.scalar(
+                    select(uploads.c.repository).where(uploads.c.id == str(upload_id))
+                )
+            if owner is not None:
+                self._owners.put(upload_id, owner)
         if owner != repository:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": str(upload_id)})
 
@@ -296,6 +303,7 @@ class Uploads:
             await self._storage.delete(upload_prefix(upload_id))
 
     async def _discard(self, upload_id: uuid.UUID) -> None:
+        self._owners.discard(upload_id)
         session = self._sessions.pop(upload_id, None)
         if session is not None:
             await session.writer.close()

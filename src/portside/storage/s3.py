@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, cast
 
@@ -49,6 +49,7 @@ from portside.storage.base import PathNotFound, StorageDriver, StorageError, Wri
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ListObjectsV2RequestTypeDef
 
 __all__ = ["S3Driver", "S3Limits"]
 
@@ -84,12 +85,15 @@ class S3Limits:
     max_parts: int = 10_000  # S3: parts per multipart upload
     copy_concurrency: int = 8  # parallel server-side part copies
     upload_concurrency: int = 2  # parallel re-uploaded parts; each holds min_part_size in memory
+    list_page_size: int = 1000  # keys per LIST request (S3's maximum); one DELETE per page
 
     def __post_init__(self) -> None:
         if not 0 < self.min_part_size <= self.max_copy_size:
             raise ValueError("need 0 < min_part_size <= max_copy_size")
         if self.segment_size < 1 or self.max_parts < 2:
             raise ValueError("need segment_size >= 1 and max_parts >= 2")
+        if not 0 < self.list_page_size <= _DELETE_BATCH:
+            raise ValueError(f"list_page_size must be in 1..{_DELETE_BATCH}")
         if self.copy_concurrency < 1 or self.upload_concurrency < 1:
             raise ValueError("concurrency must be at least 1")
 
@@ -179,7 +183,9 @@ def _range_header(start: int, end: int | None) -> str:
     return f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
 
 
-def _make_client(settings: S3StorageSettings, limits: S3Limits) -> S3Client:
+def _make_client(
+    settings: S3StorageSettings, limits: S3Limits, session: boto3.session.Session | None
+) -> S3Client:
     config = Config(
         region_name=settings.region,
         # Part copies and readers run in parallel threads; each needs its own connection.
@@ -199,8 +205,8 @@ def _make_client(settings: S3StorageSettings, limits: S3Limits) -> S3Client:
             )
         )
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-    # A session per driver: boto3's default session is not thread-safe, clients are.
-    session = boto3.session.Session()
+    # Not boto3's default session, which is global state; the client itself is thread-safe.
+    session = session or boto3.session.Session()
     return session.client(
         "s3",
         endpoint_url=settings.endpoint_url or None,
@@ -310,7 +316,15 @@ class S3Driver(StorageDriver):
 
     name = "s3"
 
-    def __init__(self, settings: S3StorageSettings, *, limits: S3Limits | None = None) -> None:
+    def __init__(
+        self,
+        settings: S3StorageSettings,
+        *,
+        limits: S3Limits | None = None,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        """``session`` lends its credential chain and loaded service models (parsing them
+        takes ~0.1 s per client); by default the driver makes its own."""
         if not settings.bucket:
             raise StorageError("the S3 driver needs a bucket")
         self.limits = limits or S3Limits()
@@ -318,7 +332,7 @@ class S3Driver(StorageDriver):
         prefix = settings.prefix.strip("/")
         # Always a whole path segment, so prefix "reg" cannot see keys of "registry/".
         self._root = f"{prefix}/" if prefix else ""
-        self._client = _make_client(settings, self.limits)
+        self._client = _make_client(settings, self.limits, session)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -369,25 +383,18 @@ class S3Driver(StorageDriver):
 
     async def _list_pages(self, prefix: str) -> AsyncIterator[list[tuple[str, int]]]:
         """Yield pages of ``(key, size)`` under an object-key prefix."""
-        token: str | None = None
+        request: ListObjectsV2RequestTypeDef = {
+            "Bucket": self._bucket,
+            "Prefix": prefix,
+            "MaxKeys": self.limits.list_page_size,
+        }
         while True:
-            if token is None:
-                page = await self._call(
-                    "LIST", prefix, self._client.list_objects_v2, Bucket=self._bucket, Prefix=prefix
-                )
-            else:
-                page = await self._call(
-                    "LIST",
-                    prefix,
-                    self._client.list_objects_v2,
-                    Bucket=self._bucket,
-                    Prefix=prefix,
-                    ContinuationToken=token,
-                )
+            page = await self._call("LIST", prefix, self._client.list_objects_v2, **request)
             yield [(item["Key"], item["Size"]) for item in page.get("Contents", [])]
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+            request["ContinuationToken"] = token
 
     async def _head(self, key: str) -> int | None:
         try:
@@ -432,10 +439,9 @@ class S3Driver(StorageDriver):
 
     async def _delete_prefix(self, prefix: str) -> None:
         async for page in self._list_pages(prefix):
-            # Deleting the page just listed does not disturb the continuation token, which
-            # names a position in key order.
-            for start in range(0, len(page), _DELETE_BATCH):
-                await self._delete_keys([key for key, _ in page[start : start + _DELETE_BATCH]])
+            # A page holds at most list_page_size <= 1000 keys: one DeleteObjects call. Deleting
+            # it does not disturb the continuation token, which names a position in key order.
+            await self._delete_keys([key for key, _ in page])
 
     async def _delete_keys(self, keys: list[str]) -> None:
         if not keys:
@@ -479,7 +485,7 @@ class S3Driver(StorageDriver):
             return None
         return response["Body"]
 
-    async def _drain(self, key: str, body: StreamingBody) -> AsyncIterator[bytes]:
+    async def _drain(self, key: str, body: StreamingBody) -> AsyncGenerator[bytes, None]:
         try:
             while True:
                 try:
@@ -496,7 +502,7 @@ class S3Driver(StorageDriver):
 
     async def _read_view(
         self, view: Sequence[_Segment], offset: int, end: int | None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream bytes ``[offset, end)`` of the concatenation of ``view``."""
         for segment in view:
             start = max(offset, segment.offset)
@@ -509,14 +515,13 @@ class S3Driver(StorageDriver):
                 segment.key, start - segment.offset, stop - segment.offset
             )
             if body is not None:
-                async for chunk in self._drain(segment.key, body):
-                    yield chunk
+                async with contextlib.aclosing(self._drain(segment.key, body)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
 
     async def _read_piece(self, piece: _Piece) -> bytes:
         body = await self._open_range(piece.key, piece.start, piece.end)
-        if body is None:
-            raise PathNotFound(self._relative(piece.key))
-        data = b"".join([chunk async for chunk in self._drain(piece.key, body)])
+        data = b"" if body is None else b"".join([c async for c in self._drain(piece.key, body)])
         if len(data) != piece.size:
             raise StorageError(f"S3 object {self._relative(piece.key)!r} changed while copied")
         return data
@@ -729,11 +734,15 @@ class S3Driver(StorageDriver):
             segments = await self._segments(key)
             if segments is None:
                 raise PathNotFound(path) from None
-            async for chunk in self._read_view(segments, offset, end):
-                yield chunk
+            async with contextlib.aclosing(self._read_view(segments, offset, end)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             return
-        if body is not None:
-            async for chunk in self._drain(key, body):
+        if body is None:
+            return
+        # aclosing: a reader abandoned half-way releases its connection now, not at GC time.
+        async with contextlib.aclosing(self._drain(key, body)) as chunks:
+            async for chunk in chunks:
                 yield chunk
 
     async def stat(self, path: str) -> int | None:
