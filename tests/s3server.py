@@ -32,6 +32,15 @@ SECRET_KEY = "testing"
 REGION = "us-east-1"
 _HOST = "127.0.0.1"
 
+# moto_server's main(), with Nagle's algorithm off: werkzeug writes a response in several small
+# sends, and on a kept-alive connection Nagle plus delayed ACKs stall each request ~20 ms.
+_LAUNCH = """
+import sys
+from moto import server
+server.MotoRequestHandler.disable_nagle_algorithm = True
+server.main(sys.argv[1:])
+"""
+
 
 @dataclass
 class S3Server:
@@ -96,7 +105,7 @@ def _launch(log: Path, timeout: float) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", _HOST, "-p", str(port)],
+            [sys.executable, "-c", _LAUNCH, "-H", _HOST, "-p", str(port)],
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

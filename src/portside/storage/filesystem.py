@@ -126,11 +126,15 @@ class FilesystemDriver(StorageDriver):
         temp = file.with_name(f".{file.name}.{uuid.uuid4().hex}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
-            _write_all(fd, data)
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, file)
+            try:
+                _write_all(fd, data)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, file)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
         _fsync_dir(file.parent)
 
     async def put(self, path: str, data: bytes) -> None:
@@ -176,14 +180,14 @@ class FilesystemDriver(StorageDriver):
 
     def _move_sync(self, source: Path, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(source, dest)
-        except FileNotFoundError:
-            raise PathNotFound(str(source)) from None
+        os.replace(source, dest)
         _fsync_dir(dest.parent)
 
     async def move(self, source: str, dest: str) -> None:
-        await asyncio.to_thread(self._move_sync, self._file(source), self._file(dest))
+        try:
+            await asyncio.to_thread(self._move_sync, self._file(source), self._file(dest))
+        except FileNotFoundError:
+            raise PathNotFound(source) from None
 
     def _delete_sync(self, path: str) -> None:
         if path.endswith("/"):

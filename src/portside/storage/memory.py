@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from portside.storage.base import PathNotFound, StorageDriver, Writer
+from portside.storage.base import PathNotFound, StorageDriver, StorageError, Writer
 
 __all__ = ["MemoryDriver"]
 
@@ -16,25 +16,30 @@ class _MemoryWriter(Writer):
         self._store = store
         self._path = path
         self._buffer = store[path]
+        self._done = False
 
     @property
     def size(self) -> int:
         return len(self._buffer)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._done:
+            # After commit the buffer may already be a blob's content: never change it.
+            raise StorageError(f"writer for {self._path} is closed")
         self._buffer += data
 
     async def flush(self) -> None:
         return None
 
     async def commit(self) -> None:
-        return None
+        self._done = True
 
     async def cancel(self) -> None:
+        self._done = True
         self._store.pop(self._path, None)
 
     async def close(self) -> None:
-        return None
+        self._done = True
 
 
 class MemoryDriver(StorageDriver):
@@ -86,6 +91,7 @@ class MemoryDriver(StorageDriver):
             self._store.pop(path, None)
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
+        directory = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         for key in list(self._store):
-            if key.startswith(prefix):
+            if key.startswith(directory):
                 yield key

@@ -256,14 +256,16 @@ class _S3Writer(Writer):
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         self._require_open()
-        view = memoryview(data).cast("B")
         limit = self._driver.limits.segment_size
-        while view:
-            room = limit - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
-            if len(self._buffer) >= limit:
-                await self._store_buffer()
+        # Views released on the way out, even on error, so the caller may resize its bytearray.
+        with memoryview(data) as whole, whole.cast("B") as view:
+            position = 0
+            while position < len(view):
+                room = limit - len(self._buffer)
+                self._buffer += view[position : position + room]
+                position += room
+                if len(self._buffer) >= limit:
+                    await self._store_buffer()
 
     async def _store_buffer(self) -> None:
         """Store the buffer as the segment at ``_flushed``. On failure the buffer is kept, and
