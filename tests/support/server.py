@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ class PortsideServer:
     username: str = "admin"
     password: str = ADMIN_PASSWORD
     process: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
+    verify: ssl.SSLContext | bool = True  # trust for https
 
     @property
     def host(self) -> str:
@@ -42,7 +45,7 @@ class PortsideServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     @property
     def log_path(self) -> Path:
@@ -71,7 +74,7 @@ class PortsideServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"portside exited early:\n{self.log_path.read_text()[-4000:]}")
             try:
-                httpx.get(f"{self.url}/v2/", timeout=1)
+                httpx.get(f"{self.url}/v2/", timeout=1, verify=self.verify)
                 return
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -102,5 +105,6 @@ class PortsideServer:
             base_url=self.url,
             auth=(self.username, self.password),
             timeout=30,
+            verify=self.verify,
             **kwargs,  # type: ignore[arg-type]
         )

@@ -94,7 +94,7 @@ def parse_manifest(raw: bytes, content_type: str | None) -> ParsedManifest:
     """Validate ``raw`` as an image manifest or index. Raises ``MANIFEST_INVALID``."""
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _invalid("manifest is not valid JSON") from None
     if not isinstance(body, dict):
         raise _invalid("manifest must be a JSON object")

@@ -44,13 +44,12 @@ class Reference:
 
 
 def parse_reference(value: str) -> Reference:
-    """A tag or a digest. Raises ``TAG_INVALID`` / ``DIGEST_INVALID`` / ``UNSUPPORTED``."""
+    """A tag or a digest. Raises ``TAG_INVALID`` or ``DIGEST_INVALID``."""
     if ":" in value:
         try:
             return Reference(None, Digest.parse(value))
         except DigestError as exc:
-            code = ErrorCode.UNSUPPORTED if exc.unsupported else ErrorCode.DIGEST_INVALID
-            raise RegistryError(code, str(exc)) from None
+            raise RegistryError(ErrorCode.DIGEST_INVALID, str(exc)) from None
     return Reference(validate_tag(value), None)
 
 

@@ -150,7 +150,8 @@ class Uploads:
                     ErrorCode.DIGEST_INVALID,
                     detail={"expected": str(digest), "actual": str(actual)},
                 )
-            await session.writer.commit()
+            # No commit: move() makes the blob durable, and on S3 assembles it only once.
+            await session.writer.close()
             self._sessions.pop(upload_id, None)
             await self._store_blob(upload_id, digest)
             async with self._db.write() as connection:

@@ -98,7 +98,9 @@ class StorageDriver(ABC):
 
     @abstractmethod
     async def move(self, source: str, dest: str) -> None:
-        """Move ``source`` to ``dest``, replacing ``dest``. Atomic on the filesystem driver.
+        """Move ``source`` to ``dest``, replacing ``dest``; ``dest`` is durable on return.
+        Atomic on the filesystem driver. ``source`` may be an upload key that was flushed but
+        never committed (the S3 driver then assembles the object once, straight at ``dest``).
 
         Raises :class:`PathNotFound` when ``source`` does not exist.
         """

@@ -179,6 +179,11 @@ class FilesystemDriver(StorageDriver):
         return await asyncio.to_thread(self._open_writer, self._file(path), append)
 
     def _move_sync(self, source: Path, dest: Path) -> None:
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)  # the content must be on disk before the name points at it
+        finally:
+            os.close(fd)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, dest)
         _fsync_dir(dest.parent)

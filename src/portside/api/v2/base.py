@@ -25,6 +25,6 @@ async def catalog(request: Request) -> Response:
     services = request.app.state.services
     limit = services.settings.registry.catalog_max_entries
     page = Page(request, limit, default=limit)
-    names = await services.repositories.names(page.fetch, page.last)
+    names = [] if page.empty else await services.repositories.names(page.fetch, page.last)
     items, headers = page.trim(names)
     return JSONResponse({"repositories": items}, headers=headers)

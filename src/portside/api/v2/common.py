@@ -16,12 +16,12 @@ API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
 def parse_digest(value: str) -> Digest:
-    """A digest from a URL or query. Raises ``DIGEST_INVALID`` or ``UNSUPPORTED``."""
+    """A digest from a URL or query. Raises ``DIGEST_INVALID`` (400), also for algorithms we do
+    not support, as the spec asks of pushes ("Pushing blobs")."""
     try:
         return Digest.parse(value)
     except DigestError as exc:
-        code = ErrorCode.UNSUPPORTED if exc.unsupported else ErrorCode.DIGEST_INVALID
-        raise RegistryError(code, str(exc)) from None
+        raise RegistryError(ErrorCode.DIGEST_INVALID, str(exc)) from None
 
 
 def content_length(request: Request) -> int | None:
@@ -70,13 +70,18 @@ class Page:
         self._path = request.url.path
 
     @property
+    def empty(self) -> bool:
+        """``n=0``: the answer is an empty list without a ``Link`` header."""
+        return self.n == 0
+
+    @property
     def fetch(self) -> int | None:
         """How many rows to ask for: one more than a page tells whether another page exists."""
         return None if self.n is None else self.n + 1
 
     def trim(self, items: list[str]) -> tuple[list[str], dict[str, str]]:
         """The page's items and, when more exist, a ``Link`` header to the next page."""
-        if self.n is None or len(items) <= self.n:
+        if self.n is None or self.n == 0 or len(items) <= self.n:
             return items, {}
         page = items[: self.n]
         query = urlencode({"n": self.n, "last": page[-1]}) if page else urlencode({"n": self.n})

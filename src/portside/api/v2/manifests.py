@@ -50,7 +50,7 @@ async def delete(request: Request, name: str) -> Response:
 async def tag_list(request: Request, name: str) -> Response:
     services = request.app.state.services
     page = Page(request, services.settings.registry.catalog_max_entries, default=None)
-    names = await services.manifests.tags(name, page.fetch, page.last)
+    names = await services.manifests.tags(name, 0 if page.empty else page.fetch, page.last)
     items, headers = page.trim(names)
     return JSONResponse({"name": name, "tags": items}, headers=headers)
 

@@ -106,8 +106,15 @@ async def status(request: Request, name: str) -> Response:
 async def append(request: Request, name: str) -> Response:
     header = request.headers.get("content-range")
     content_range = parse_content_range(header) if header else None
+    length = content_length(request)
+    if content_range is not None and length is None:
+        # A chunk must say its size up front (spec: "Chunked upload"), so a body that disagrees
+        # with its range is refused before any of it is stored.
+        raise RegistryError(
+            ErrorCode.SIZE_INVALID, "a chunk with Content-Range needs Content-Length"
+        )
     upload = await request.app.state.services.uploads.append(
-        name, _upload_id(request), request_body(request), content_range, content_length(request)
+        name, _upload_id(request), request_body(request), content_range, length
     )
     return Response(status_code=202, headers=_upload_headers(upload))
 

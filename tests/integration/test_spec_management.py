@@ -1,0 +1,304 @@
+"""OCI distribution spec v1.1, "Content management" workflow (conformance: manifest, tag and
+blob delete, and their atomicity): what a DELETE removes, and what it leaves in place; and the
+life of upload sessions: resumable across a restart, purged when abandoned."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.oci import (
+    artifact_manifest,
+    assert_error,
+    blob_path,
+    digest_of,
+    image_manifest,
+    index_manifest,
+    manifest_path,
+    patch_chunk,
+    push_blob,
+    push_content,
+    random_blob,
+    start_upload,
+    upload_url,
+)
+from tests.support.server import PortsideServer
+
+
+@pytest.fixture
+def client(registry: PortsideServer) -> Iterator[httpx.Client]:
+    with registry.client() as client:
+        yield client
+
+
+def _tags(client: httpx.Client, repo: str) -> list[str]:
+    response = client.get(f"/v2/{repo}/tags/list")
+    assert response.status_code == 200, response.text
+    tags: list[str] = response.json()["tags"]
+    return tags
+
+
+# -- manifests and tags -------------------------------------------------------------------------
+
+
+def test_delete_manifest_by_digest(client: httpx.Client, repo: str) -> None:
+    manifest, keep = image_manifest(), image_manifest()
+    push_content(client, repo, manifest, "gone")
+    push_content(client, repo, manifest, "gone-too")
+    push_content(client, repo, keep, "kept")
+    assert sorted(_tags(client, repo)) == ["gone", "gone-too", "kept"]
+
+    response = client.delete(manifest_path(repo, manifest.digest))
+    assert response.status_code == 202, response.text
+
+    for reference in (manifest.digest, "gone", "gone-too"):
+        assert_error(client.get(manifest_path(repo, reference)), 404, "MANIFEST_UNKNOWN")
+        assert client.head(manifest_path(repo, reference)).status_code == 404
+    assert _tags(client, repo) == ["kept"]
+    assert client.get(manifest_path(repo, "kept")).content == keep.raw
+    # the blobs it referenced are still there (garbage collection is another matter)
+    for blob in manifest.blobs:
+        assert client.head(blob_path(repo, blob.digest)).status_code == 200
+
+
+def test_delete_tag_keeps_the_manifest(client: httpx.Client, repo: str) -> None:
+    manifest = image_manifest()
+    push_content(client, repo, manifest, "one")
+    push_content(client, repo, manifest, "two")
+
+    response = client.delete(manifest_path(repo, "one"))
+    assert response.status_code == 202, response.text
+
+    assert_error(client.get(manifest_path(repo, "one")), 404, "MANIFEST_UNKNOWN")
+    for reference in (manifest.digest, "two"):
+        response = client.get(manifest_path(repo, reference))
+        assert response.status_code == 200
+        assert response.content == manifest.raw
+    assert _tags(client, repo) == ["two"]
+    assert_error(client.delete(manifest_path(repo, "one")), 404, "MANIFEST_UNKNOWN")
+
+
+def test_deleting_last_tag_leaves_an_empty_list(client: httpx.Client, repo: str) -> None:
+    manifest = image_manifest()
+    push_content(client, repo, manifest, "only")
+    assert client.delete(manifest_path(repo, "only")).status_code == 202
+    assert _tags(client, repo) == []
+    assert client.get(manifest_path(repo, manifest.digest)).status_code == 200
+
+
+@pytest.mark.parametrize("reference", ["nosuchtag", digest_of(b"portside: no such manifest")])
+def test_delete_unknown_manifest_is_404(client: httpx.Client, repo: str, reference: str) -> None:
+    push_content(client, repo, image_manifest(), "present")
+    assert_error(client.delete(manifest_path(repo, reference)), 404, "MANIFEST_UNKNOWN")
+    never = f"{repo}-never-pushed"
+    assert_error(client.delete(manifest_path(never, reference)), 404, "MANIFEST_UNKNOWN")
+
+
+def test_delete_manifest_twice(client: httpx.Client, repo: str) -> None:
+    manifest = image_manifest()
+    push_content(client, repo, manifest, "v1")
+    assert client.delete(manifest_path(repo, manifest.digest)).status_code == 202
+    assert_error(client.delete(manifest_path(repo, manifest.digest)), 404, "MANIFEST_UNKNOWN")
+
+
+def test_delete_manifest_in_one_repository_only(client: httpx.Client, repo: str) -> None:
+    manifest = image_manifest()
+    other = f"{repo}-other"
+    push_content(client, repo, manifest, "v1")
+    push_content(client, other, manifest, "v1")
+    assert client.delete(manifest_path(repo, manifest.digest)).status_code == 202
+    assert client.get(manifest_path(other, "v1")).content == manifest.raw
+    assert client.get(manifest_path(other, manifest.digest)).status_code == 200
+
+
+def test_repush_after_delete(client: httpx.Client, repo: str) -> None:
+    manifest = image_manifest()
+    push_content(client, repo, manifest, "v1")
+    assert client.delete(manifest_path(repo, manifest.digest)).status_code == 202
+    push_content(client, repo, manifest, "v1")
+    response = client.get(manifest_path(repo, "v1"))
+    assert response.status_code == 200
+    assert response.content == manifest.raw
+
+
+def test_deleted_referrer_leaves_the_referrers_list(client: httpx.Client, repo: str) -> None:
+    subject = image_manifest()
+    push_content(client, repo, subject, "v1")
+    kept = artifact_manifest("application/vnd.portside.kept", subject=subject)
+    dropped = artifact_manifest("application/vnd.portside.dropped", subject=subject)
+    push_content(client, repo, kept)
+    push_content(client, repo, dropped)
+    assert client.delete(manifest_path(repo, dropped.digest)).status_code == 202
+    response = client.get(f"/v2/{repo}/referrers/{subject.digest}")
+    assert response.status_code == 200
+    assert [d["digest"] for d in response.json()["manifests"]] == [kept.digest]
+
+
+def test_delete_index_keeps_its_children(client: httpx.Client, repo: str) -> None:
+    children = [image_manifest(), image_manifest()]
+    index = index_manifest(children)
+    push_content(client, repo, index, "multi")
+    assert client.delete(manifest_path(repo, index.digest)).status_code == 202
+    assert_error(client.get(manifest_path(repo, "multi")), 404, "MANIFEST_UNKNOWN")
+    for child in children:
+        assert client.get(manifest_path(repo, child.digest)).content == child.raw
+
+
+# -- blobs --------------------------------------------------------------------------------------
+
+
+def test_delete_blob(client: httpx.Client, repo: str) -> None:
+    blob, keep = random_blob(), random_blob()
+    push_blob(client, repo, blob)
+    push_blob(client, repo, keep)
+
+    response = client.delete(blob_path(repo, blob.digest))
+    assert response.status_code == 202, response.text
+
+    assert_error(client.get(blob_path(repo, blob.digest)), 404, "BLOB_UNKNOWN")
+    assert client.head(blob_path(repo, blob.digest)).status_code == 404
+    assert client.get(blob_path(repo, keep.digest)).content == keep.data
+    assert_error(client.delete(blob_path(repo, blob.digest)), 404, "BLOB_UNKNOWN")
+
+
+def test_delete_unknown_blob_is_404(client: httpx.Client, repo: str) -> None:
+    push_blob(client, repo, random_blob())
+    missing = digest_of(b"portside: no such blob")
+    assert_error(client.delete(blob_path(repo, missing)), 404, "BLOB_UNKNOWN")
+    assert_error(client.delete(blob_path(f"{repo}-never", missing)), 404, "BLOB_UNKNOWN")
+
+
+def test_delete_mounted_blob_in_one_repository_only(client: httpx.Client, repo: str) -> None:
+    blob = random_blob()
+    target = f"{repo}-target"
+    push_blob(client, repo, blob)
+    mounted = client.post(
+        f"/v2/{target}/blobs/uploads/", params={"mount": blob.digest, "from": repo}
+    )
+    assert mounted.status_code == 201, mounted.text
+    assert client.delete(blob_path(target, blob.digest)).status_code == 202
+    assert client.head(blob_path(target, blob.digest)).status_code == 404
+    assert client.get(blob_path(repo, blob.digest)).content == blob.data
+
+
+def test_blob_can_be_pushed_again_after_delete(client: httpx.Client, repo: str) -> None:
+    blob = random_blob()
+    push_blob(client, repo, blob)
+    assert client.delete(blob_path(repo, blob.digest)).status_code == 202
+    push_blob(client, repo, blob)
+    assert client.get(blob_path(repo, blob.digest)).content == blob.data
+
+
+# -- manifests may refer only to content their repository holds ---------------------------------
+
+
+def _put(client: httpx.Client, repo: str, raw: bytes, reference: str = "v1") -> httpx.Response:
+    media_type = json.loads(raw)["mediaType"]
+    return client.put(
+        manifest_path(repo, reference), content=raw, headers={"Content-Type": media_type}
+    )
+
+
+@pytest.mark.parametrize("missing", ["config", "layer", "both"])
+def test_manifest_with_missing_blob(client: httpx.Client, repo: str, missing: str) -> None:
+    manifest = image_manifest()
+    config, layer = manifest.blobs
+    pushed = {"config": [layer], "layer": [config], "both": []}[missing]
+    for blob in pushed:
+        push_blob(client, repo, blob)
+    error = assert_error(_put(client, repo, manifest.raw), 400, "MANIFEST_BLOB_UNKNOWN")
+    for blob in manifest.blobs:
+        assert (blob.digest in str(error.get("detail"))) == (blob not in pushed)
+    assert client.get(manifest_path(repo, manifest.digest)).status_code == 404
+
+
+def test_index_with_missing_child(client: httpx.Client, repo: str) -> None:
+    present, absent = image_manifest(), image_manifest()
+    push_content(client, repo, present)
+    for blob in absent.blobs:  # its blobs are here, the child manifest itself is not
+        push_blob(client, repo, blob)
+    index = index_manifest([present, absent])
+    error = assert_error(_put(client, repo, index.raw, "multi"), 400)
+    assert error["code"] == "MANIFEST_BLOB_UNKNOWN"
+    assert absent.digest in str(error.get("detail"))
+
+
+def test_blobs_of_another_repository_do_not_count(client: httpx.Client, repo: str) -> None:
+    manifest = image_manifest()
+    for blob in manifest.blobs:
+        push_blob(client, f"{repo}-other", blob)
+    assert_error(_put(client, repo, manifest.raw), 400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_manifest_pushed_by_wrong_digest(client: httpx.Client, repo: str) -> None:
+    manifest, other = image_manifest(), image_manifest()
+    for blob in manifest.blobs:
+        push_blob(client, repo, blob)
+    response = _put(client, repo, manifest.raw, other.digest)
+    assert_error(response, 400, "DIGEST_INVALID")
+    assert client.get(manifest_path(repo, other.digest)).status_code == 404
+    assert client.get(manifest_path(repo, manifest.digest)).status_code == 404
+
+
+def test_deleted_blob_is_no_longer_usable_by_manifests(client: httpx.Client, repo: str) -> None:
+    manifest = image_manifest()
+    for blob in manifest.blobs:
+        push_blob(client, repo, blob)
+    layer = manifest.blobs[1]
+    assert client.delete(blob_path(repo, layer.digest)).status_code == 202
+    error = assert_error(_put(client, repo, manifest.raw), 400, "MANIFEST_BLOB_UNKNOWN")
+    assert layer.digest in str(error.get("detail"))
+
+
+# -- upload sessions: across restarts, and abandoned ---------------------------------------------
+
+
+def test_upload_survives_restart(fresh_registry: PortsideServer, repo: str) -> None:
+    blob = random_blob(6000)
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        url = upload_url(start_upload(client, repo))
+        assert patch_chunk(client, url, blob.data[:2500], 0).status_code == 202
+    fresh_registry.restart()
+    with fresh_registry.client() as client:
+        status = client.get(url)
+        assert status.status_code == 204, status.text
+        assert status.headers["Range"] == "0-2499"
+        response = patch_chunk(client, upload_url(status), blob.data[2500:], 2500)
+        assert response.status_code == 202, response.text
+        assert response.headers["Range"] == f"0-{blob.size - 1}"
+        response = client.put(upload_url(response), params={"digest": blob.digest})
+        assert response.status_code == 201, response.text
+        assert response.headers["Docker-Content-Digest"] == blob.digest
+        assert client.get(blob_path(repo, blob.digest)).content == blob.data
+
+
+def test_abandoned_upload_is_purged(fresh_registry: PortsideServer, repo: str) -> None:
+    """Ages one upload by moving its ``updated_at`` back in the database, so a 1 s purge loop
+    finds it deterministically while a fresh upload, younger than the 60 s age, survives."""
+    fresh_registry.env = {
+        "PORTSIDE_REGISTRY__UPLOAD_PURGE_AGE_SECONDS": "60",
+        "PORTSIDE_REGISTRY__UPLOAD_PURGE_INTERVAL_SECONDS": "1",
+    }
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        stale = upload_url(start_upload(client, repo))
+        assert patch_chunk(client, stale, b"abandoned bytes", 0).status_code == 202
+        live = upload_url(start_upload(client, repo))
+        stale_id = stale.rsplit("/", 1)[1]
+        with sqlite3.connect(fresh_registry.data_dir / "portside.db") as db:
+            db.execute(
+                "UPDATE uploads SET updated_at = ? WHERE id = ?",
+                ("2000-01-01 00:00:00.000000", stale_id),
+            )
+        deadline = time.monotonic() + 5
+        while client.get(stale).status_code == 204 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert_error(client.get(stale), 404, "BLOB_UPLOAD_UNKNOWN")
+        assert not (fresh_registry.data_dir / "storage" / "uploads" / stale_id).exists()
+        assert client.get(live).status_code == 204
