@@ -104,8 +104,8 @@ class Uploads:
     async def status(self, repository: str, upload_id: uuid.UUID) -> UploadStatus:
         await self._require_row(repository, upload_id)
         async with self._lock(upload_id):
-            session = self._sessions.get(upload_id)
-            size = session.writer.size if session else await self._stored_size(upload_id)
+            # Storage, not this process's session: another replica may have appended since.
+            size = await self._stored_size(upload_id)
         return UploadStatus(upload_id, repository, size)
 
     async def append(
