@@ -61,7 +61,7 @@ class LogSettings(_Section):
 class DatabaseSettings(_Section):
     url: str | None = Field(
         None,
-        description="SQLAlchemy URL: sqlite+aiosqlite:///path or "
+        description="SQLAlchemy URL: sqlite:////abs/path.db or "
         "postgresql+asyncpg://user@host/db. Default: SQLite in data_dir.",
     )
     pool_size: int = Field(10, ge=1, description="Connections per process (PostgreSQL).")
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         if self.database.url:
             return self.database.url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'portside.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'portside.db').resolve()}"
 
     @property
     def storage_root(self) -> Path:

@@ -40,7 +40,7 @@ def test_every_yaml_example_in_the_docs_loads(doc: Path, tmp_path: Path) -> None
 def test_defaults_are_the_embedded_setup() -> None:
     settings = load_settings()
     assert settings.storage.driver == "filesystem"
-    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.database_url.startswith("sqlite:///")
     assert settings.database_url.endswith("portside-data/portside.db")
     assert settings.server.port == 5000
 

@@ -40,17 +40,16 @@ class Accounts:
         Uses ``password`` when given, else generates one. Returns the generated password (to be
         shown once), or None when nothing was generated.
         """
-        async with self._db.read() as connection:
-            if await connection.scalar(select(users.c.id).limit(1)) is not None:
-                return None
+        if await self._db.read(lambda c: c.scalar(select(users.c.id).limit(1))) is not None:
+            return None
         generated = None if password else generate_password()
         secret = password or generated
         assert secret is not None
         password_hash = await asyncio.to_thread(hash_password, secret)
-        async with self._db.write() as connection:
-            stamp = now()
-            created = await insert_ignore(
-                connection,
+        stamp = now()
+        created = await self._db.write(
+            lambda c: insert_ignore(
+                c,
                 users,
                 username=ADMIN_USERNAME,
                 password_hash=password_hash,
@@ -59,6 +58,7 @@ class Accounts:
                 created_at=stamp,
                 updated_at=stamp,
             )
+        )
         if created:
             log.info("created admin account", username=ADMIN_USERNAME)
         return generated if created else None
@@ -74,14 +74,10 @@ class Accounts:
         cached = self._verified.get(key)
         if cached is not None:
             return cached
-        async with self._db.read() as connection:
-            row = (
-                await connection.execute(
-                    select(users.c.id, users.c.password_hash, users.c.sysadmin_flag).where(
-                        users.c.username == username
-                    )
-                )
-            ).first()
+        query = select(users.c.id, users.c.password_hash, users.c.sysadmin_flag).where(
+            users.c.username == username
+        )
+        row = await self._db.read(lambda c: c.execute(query).first())
         ok = await asyncio.to_thread(verify_password, row.password_hash if row else None, password)
         if not ok or row is None:
             return None
@@ -90,12 +86,8 @@ class Accounts:
         return principal
 
     async def principal_by_name(self, username: str) -> Principal | None:
-        async with self._db.read() as connection:
-            row = (
-                await connection.execute(
-                    select(users.c.id, users.c.sysadmin_flag).where(users.c.username == username)
-                )
-            ).first()
+        query = select(users.c.id, users.c.sysadmin_flag).where(users.c.username == username)
+        row = await self._db.read(lambda c: c.execute(query).first())
         if row is None:
             return None
         return Principal("user", username, int(row.id), bool(row.sysadmin_flag))

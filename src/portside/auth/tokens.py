@@ -67,15 +67,13 @@ class TokenService:
 
     async def start(self) -> None:
         """Load the newest signing key, generating and storing one on first start."""
-        async with self._db.read() as connection:
-            row = (
-                await connection.execute(
-                    select(signing_keys.c.kid, signing_keys.c.private_pem)
-                    .where(signing_keys.c.algorithm == _ALGORITHM)
-                    .order_by(signing_keys.c.created_at.desc())
-                    .limit(1)
-                )
-            ).first()
+        query = (
+            select(signing_keys.c.kid, signing_keys.c.private_pem)
+            .where(signing_keys.c.algorithm == _ALGORITHM)
+            .order_by(signing_keys.c.created_at.desc())
+            .limit(1)
+        )
+        row = await self._db.read(lambda c: c.execute(query).first())
         if row is None:
             key = ec.generate_private_key(ec.SECP256R1())
             pem = key.private_bytes(
@@ -84,15 +82,16 @@ class TokenService:
                 serialization.NoEncryption(),
             ).decode()
             kid = secrets.token_hex(16)
-            async with self._db.write() as connection:
-                await insert_ignore(
-                    connection,
+            await self._db.write(
+                lambda c: insert_ignore(
+                    c,
                     signing_keys,
                     kid=kid,
                     algorithm=_ALGORITHM,
                     private_pem=pem,
                     created_at=now(),
                 )
+            )
             self._signing_kid, self._signing_key = kid, key
         else:
             self._signing_kid = row.kid
@@ -124,10 +123,8 @@ class TokenService:
         key = self._public_keys.get(kid)
         if key is not None:
             return key
-        async with self._db.read() as connection:
-            pem = await connection.scalar(
-                select(signing_keys.c.private_pem).where(signing_keys.c.kid == kid)
-            )
+        query = select(signing_keys.c.private_pem).where(signing_keys.c.kid == kid)
+        pem = await self._db.read(lambda c: c.scalar(query))
         if pem is None:
             raise TokenError("token signed with an unknown key")
         key = serialization.load_pem_private_key(pem.encode(), password=None).public_key()

@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, delete, select
 
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now
@@ -53,16 +52,16 @@ class Blobs:
         cached = self._linked.get(key)
         if cached is not None:
             return cached
-        async with self._db.read() as connection:
-            size = await connection.scalar(
-                select(blobs.c.size)
-                .select_from(
-                    repository_blobs.join(
-                        repositories, repositories.c.id == repository_blobs.c.repository_id
-                    ).join(blobs, blobs.c.digest == repository_blobs.c.digest)
-                )
-                .where(repositories.c.name == repository, repository_blobs.c.digest == str(digest))
+        query = (
+            select(blobs.c.size)
+            .select_from(
+                repository_blobs.join(
+                    repositories, repositories.c.id == repository_blobs.c.repository_id
+                ).join(blobs, blobs.c.digest == repository_blobs.c.digest)
             )
+            .where(repositories.c.name == repository, repository_blobs.c.digest == str(digest))
+        )
+        size = await self._db.read(lambda c: c.scalar(query))
         if size is not None:
             self._linked.put(key, int(size))
         return None if size is None else int(size)
@@ -80,35 +79,24 @@ class Blobs:
     ) -> AsyncIterator[bytes]:
         return self._storage.reader(content.storage_key, offset, length)
 
-    async def global_size(self, digest: Digest) -> int | None:
-        """Size of stored content with this digest, in any repository."""
-        async with self._db.read() as connection:
-            size = await connection.scalar(
-                select(blobs.c.size).where(blobs.c.digest == str(digest))
-            )
-        return None if size is None else int(size)
-
     async def repositories_with(self, digest: Digest, limit: int = 50) -> list[str]:
         """Names of repositories linking ``digest`` (for automatic cross-repository mount)."""
-        async with self._db.read() as connection:
-            rows = await connection.scalars(
-                select(repositories.c.name)
-                .join(repository_blobs, repositories.c.id == repository_blobs.c.repository_id)
-                .where(repository_blobs.c.digest == str(digest))
-                .limit(limit)
-            )
-            return list(rows)
+        query = (
+            select(repositories.c.name)
+            .join(repository_blobs, repositories.c.id == repository_blobs.c.repository_id)
+            .where(repository_blobs.c.digest == str(digest))
+            .limit(limit)
+        )
+        return await self._db.read(lambda c: list(c.scalars(query)))
 
-    async def link(
-        self, connection: AsyncConnection, repository: str, digest: Digest, size: int
-    ) -> None:
+    def link(self, connection: Connection, repository: str, digest: Digest, size: int) -> None:
         """Record (inside the caller's transaction) that ``repository`` holds ``digest``.
 
         The bytes must already be durably in storage: rows never point at missing content.
         """
-        repository_id = await self._repos.ensure(connection, repository)
-        await insert_ignore(connection, blobs, digest=str(digest), size=size, created_at=now())
-        await insert_ignore(
+        repository_id = self._repos.ensure(connection, repository)
+        insert_ignore(connection, blobs, digest=str(digest), size=size, created_at=now())
+        insert_ignore(
             connection,
             repository_blobs,
             repository_id=repository_id,
@@ -121,16 +109,11 @@ class Blobs:
         repository_id = await self._repos.id_of(repository)
         if repository_id is None:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
-        async with self._db.write() as connection:
-            result = await connection.execute(
-                delete(repository_blobs).where(
-                    repository_blobs.c.repository_id == repository_id,
-                    repository_blobs.c.digest == str(digest),
-                )
-            )
+        statement = delete(repository_blobs).where(
+            repository_blobs.c.repository_id == repository_id,
+            repository_blobs.c.digest == str(digest),
+        )
+        deleted = await self._db.write(lambda c: c.execute(statement).rowcount)
         self._linked.discard((repository, str(digest)))
-        if not result.rowcount:
+        if not deleted:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
-
-    async def exists_in_storage(self, digest: Digest) -> bool:
-        return await self._storage.stat(blob_path(digest)) is not None

@@ -8,12 +8,12 @@ Tags live only in the database.
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, delete, select
 
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now, upsert
@@ -83,6 +83,8 @@ class Manifests:
         self._by_digest: LRUCache[tuple[str, str], ManifestRecord] = LRUCache(50_000, cache_ttl)
         # Content-addressed bytes never change, so this cache needs no invalidation.
         self._bodies: LRUCache[str, bytes] = LRUCache(2048, float("inf"))
+        # Each repository's whole sorted tag list; dropped by every local tag change.
+        self._tag_lists: LRUCache[str, list[str]] = LRUCache(64, cache_ttl)
 
     # -- pull --------------------------------------------------------------------------------
 
@@ -106,8 +108,7 @@ class Manifests:
                     manifests.c.repository_id == repository_id,
                     manifests.c.digest == str(reference.digest),
                 )
-            async with self._db.read() as connection:
-                row = (await connection.execute(query)).first()
+            row = await self._db.read(lambda c: c.execute(query).first())
         if row is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(reference)})
         record = ManifestRecord(Digest.parse(row.digest), row.media_type, int(row.size))
@@ -152,32 +153,36 @@ class Manifests:
         # Bytes first, rows second: a crash leaves an orphan blob, never a dangling row.
         if await self._storage.stat(blob_path(digest)) is None:
             await self._storage.put(blob_path(digest), raw)
-        async with self._db.write() as connection:
-            repository_id = await self._repos.ensure(connection, repository)
-            await self._check_references(connection, repository_id, parsed)
-            manifest_id = await self._insert(connection, repository_id, digest, raw, parsed)
+
+        def store_rows(connection: Connection) -> None:
+            repository_id = self._repos.ensure(connection, repository)
+            self._check_references(connection, repository_id, parsed)
+            manifest_id = self._insert(connection, repository_id, digest, raw, parsed)
             if reference.tag is not None:
-                await upsert(
+                upsert(
                     connection,
                     tags,
                     {"repository_id": repository_id, "name": reference.tag},
                     {"manifest_id": manifest_id, "updated_at": now()},
                 )
+
+        await self._db.write(store_rows)
         record = ManifestRecord(digest, parsed.media_type, len(raw))
         self._by_digest.put((repository, str(digest)), record)
         if reference.tag is not None:
             self._by_tag.put((repository, reference.tag), record)
+            self._tag_lists.discard(repository)
         return PushedManifest(digest, parsed.subject)
 
-    async def _check_references(
-        self, connection: AsyncConnection, repository_id: int, parsed: ParsedManifest
+    def _check_references(
+        self, connection: Connection, repository_id: int, parsed: ParsedManifest
     ) -> None:
         wanted_blobs = {str(d.digest) for d in parsed.blobs if not d.foreign}
         wanted_manifests = {str(d.digest) for d in parsed.manifests}
         missing: set[str] = set()
         if wanted_blobs:
             found = set(
-                await connection.scalars(
+                connection.scalars(
                     select(repository_blobs.c.digest).where(
                         repository_blobs.c.repository_id == repository_id,
                         repository_blobs.c.digest.in_(wanted_blobs),
@@ -187,7 +192,7 @@ class Manifests:
             missing |= wanted_blobs - found
         if wanted_manifests:
             found = set(
-                await connection.scalars(
+                connection.scalars(
                     select(manifests.c.digest).where(
                         manifests.c.repository_id == repository_id,
                         manifests.c.digest.in_(wanted_manifests),
@@ -200,17 +205,17 @@ class Manifests:
                 ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digests": sorted(missing)}
             )
 
-    async def _insert(
+    def _insert(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         repository_id: int,
         digest: Digest,
         raw: bytes,
         parsed: ParsedManifest,
     ) -> int:
         stamp = now()
-        await insert_ignore(connection, blobs, digest=str(digest), size=len(raw), created_at=stamp)
-        inserted = await insert_ignore(
+        insert_ignore(connection, blobs, digest=str(digest), size=len(raw), created_at=stamp)
+        inserted = insert_ignore(
             connection,
             manifests,
             repository_id=repository_id,
@@ -222,7 +227,7 @@ class Manifests:
             annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
             created_at=stamp,
         )
-        manifest_id = await connection.scalar(
+        manifest_id = connection.scalar(
             select(manifests.c.id).where(
                 manifests.c.repository_id == repository_id, manifests.c.digest == str(digest)
             )
@@ -233,7 +238,7 @@ class Manifests:
                 (str(d.digest), "manifest") for d in parsed.manifests
             }
             if references:
-                await connection.execute(
+                connection.execute(
                     manifest_references.insert(),
                     [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in references],
                 )
@@ -249,17 +254,17 @@ class Manifests:
         repository_id = await self._repos.id_of(repository)
         deleted = 0
         if repository_id is not None:
-            async with self._db.write() as connection:
-                if reference.tag is not None:
-                    statement = delete(tags).where(
-                        tags.c.repository_id == repository_id, tags.c.name == reference.tag
-                    )
-                else:
-                    statement = delete(manifests).where(
-                        manifests.c.repository_id == repository_id,
-                        manifests.c.digest == str(reference.digest),
-                    )
-                deleted = (await connection.execute(statement)).rowcount
+            if reference.tag is not None:
+                statement = delete(tags).where(
+                    tags.c.repository_id == repository_id, tags.c.name == reference.tag
+                )
+            else:
+                statement = delete(manifests).where(
+                    manifests.c.repository_id == repository_id,
+                    manifests.c.digest == str(reference.digest),
+                )
+            deleted = await self._db.write(lambda c: c.execute(statement).rowcount)
+        self._tag_lists.discard(repository)
         if reference.tag is not None:
             self._by_tag.discard((repository, reference.tag))
         else:
@@ -278,14 +283,20 @@ class Manifests:
         repository_id = await self._repos.id_of(repository)
         if repository_id is None:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": repository})
-        query = select(tags.c.name).where(tags.c.repository_id == repository_id)
-        if last:
-            query = query.where(tags.c.name > last)
-        query = query.order_by(tags.c.name)
-        if limit is not None:
-            query = query.limit(limit)
-        async with self._db.read() as connection:
-            return list(await connection.scalars(query))
+        names = self._tag_lists.get(repository)
+        if names is None:
+            query = select(tags.c.name).where(tags.c.repository_id == repository_id)
+            loaded: list[str] = await self._db.read(
+                lambda c: list(c.scalars(query.order_by(tags.c.name)))
+            )
+            # Python's str order is code point order, which for UTF-8 is the byte order the
+            # database used; sorting again guards the bisect below against a collation surprise.
+            loaded.sort()
+            self._tag_lists.put(repository, loaded)
+            names = loaded
+        start = bisect.bisect_right(names, last) if last else 0
+        end = len(names) if limit is None else start + limit
+        return names[start:end]
 
     async def referrers(
         self, repository: str, subject: Digest, artifact_type: str | None
@@ -306,8 +317,7 @@ class Manifests:
         )
         if artifact_type is not None:
             query = query.where(manifests.c.artifact_type == artifact_type)
-        async with self._db.read() as connection:
-            rows = (await connection.execute(query.order_by(manifests.c.id))).all()
+        rows = await self._db.read(lambda c: c.execute(query.order_by(manifests.c.id)).all())
         descriptors = []
         for row in rows:
             descriptor: dict[str, Any] = {

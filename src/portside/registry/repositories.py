@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, select
 
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now
@@ -11,6 +10,11 @@ from portside.db.tables import repositories
 from portside.registry.cache import LRUCache
 
 __all__ = ["Repositories"]
+
+
+def _id_of(connection: Connection, name: str) -> int | None:
+    found = connection.scalar(select(repositories.c.id).where(repositories.c.name == name))
+    return None if found is None else int(found)
 
 
 class Repositories:
@@ -24,28 +28,24 @@ class Repositories:
         cached = self._ids.get(name)
         if cached is not None:
             return cached
-        async with self._db.read() as connection:
-            found = await connection.scalar(
-                select(repositories.c.id).where(repositories.c.name == name)
-            )
+        found = await self._db.read(lambda c: _id_of(c, name))
         if found is not None:
             self._ids.put(name, found)
         return found
 
-    async def ensure(self, connection: AsyncConnection, name: str) -> int:
+    def ensure(self, connection: Connection, name: str) -> int:
         """The repository's id, creating the row inside the caller's transaction if needed."""
         cached = self._ids.get(name)
         if cached is not None:
             return cached
-        await insert_ignore(connection, repositories, name=name, created_at=now())
-        found = await connection.scalar(
-            select(repositories.c.id).where(repositories.c.name == name)
-        )
-        assert found is not None  # inserted or already present, in this transaction
-        return int(found)
-
-    def forget(self, name: str) -> None:
-        self._ids.discard(name)
+        found = _id_of(connection, name)
+        if found is not None:
+            self._ids.put(name, found)  # it existed before this transaction: safe to remember
+            return found
+        insert_ignore(connection, repositories, name=name, created_at=now())
+        created = _id_of(connection, name)
+        assert created is not None  # inserted or already present, in this transaction
+        return created
 
     async def names(self, limit: int | None, last: str | None) -> list[str]:
         """Repository names in byte order after ``last``; at most ``limit`` when given."""
@@ -55,5 +55,4 @@ class Repositories:
         query = query.order_by(repositories.c.name)
         if limit is not None:
             query = query.limit(limit)
-        async with self._db.read() as connection:
-            return list(await connection.scalars(query))
+        return await self._db.read(lambda c: list(c.scalars(query)))

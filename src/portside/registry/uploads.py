@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from portside.db.engine import Database
 from portside.db.queries import now
@@ -91,13 +91,11 @@ class Uploads:
 
     async def start(self, repository: str) -> UploadStatus:
         upload_id = uuid.uuid4()
-        async with self._db.write() as connection:
-            stamp = now()
-            await connection.execute(
-                uploads.insert().values(
-                    id=str(upload_id), repository=repository, created_at=stamp, updated_at=stamp
-                )
-            )
+        stamp = now()
+        insert = uploads.insert().values(
+            id=str(upload_id), repository=repository, created_at=stamp, updated_at=stamp
+        )
+        await self._db.write(lambda c: c.execute(insert))
         self._owners.put(upload_id, repository)
         return UploadStatus(upload_id, repository, 0)
 
@@ -154,9 +152,12 @@ class Uploads:
             await session.writer.close()
             self._sessions.pop(upload_id, None)
             await self._store_blob(upload_id, digest)
-            async with self._db.write() as connection:
-                await self._blobs.link(connection, repository, digest, size)
-                await connection.execute(delete(uploads).where(uploads.c.id == str(upload_id)))
+
+            def store_rows(connection: Connection) -> None:
+                self._blobs.link(connection, repository, digest, size)
+                connection.execute(delete(uploads).where(uploads.c.id == str(upload_id)))
+
+            await self._db.write(store_rows)
         self._owners.discard(upload_id)
         self._locks.pop(upload_id, None)
         return size
@@ -173,17 +174,14 @@ class Uploads:
         size = await self._blobs.size_in(source, digest)
         if size is None:
             return None
-        async with self._db.write() as connection:
-            await self._blobs.link(connection, repository, digest, size)
+        await self._db.write(lambda c: self._blobs.link(c, repository, digest, size))
         return size
 
     async def purge_abandoned(self, max_age: dt.timedelta) -> int:
         """Delete uploads untouched for ``max_age``. Returns how many were removed."""
         cutoff = now() - max_age
-        async with self._db.read() as connection:
-            stale = list(
-                await connection.scalars(select(uploads.c.id).where(uploads.c.updated_at < cutoff))
-            )
+        query = select(uploads.c.id).where(uploads.c.updated_at < cutoff)
+        stale = await self._db.read(lambda c: list(c.scalars(query)))
         for raw_id in stale:
             upload_id = uuid.UUID(raw_id)
             async with self._lock(upload_id):
@@ -211,10 +209,8 @@ class Uploads:
     async def _require_row(self, repository: str, upload_id: uuid.UUID) -> None:
         owner = self._owners.get(upload_id)
         if owner is None:
-            async with self._db.read() as connection:
-                owner = await connection.scalar(
-                    select(uploads.c.repository).where(uploads.c.id == str(upload_id))
-                )
+            query = select(uploads.c.repository).where(uploads.c.id == str(upload_id))
+            owner = await self._db.read(lambda c: c.scalar(query))
             if owner is not None:
                 self._owners.put(upload_id, owner)
         if owner != repository:
@@ -291,10 +287,8 @@ class Uploads:
                 raise
 
     async def _touch(self, upload_id: uuid.UUID) -> None:
-        async with self._db.write() as connection:
-            await connection.execute(
-                update(uploads).where(uploads.c.id == str(upload_id)).values(updated_at=now())
-            )
+        statement = update(uploads).where(uploads.c.id == str(upload_id)).values(updated_at=now())
+        await self._db.write(lambda c: c.execute(statement))
 
     async def _store_blob(self, upload_id: uuid.UUID, digest: Digest) -> None:
         if await self._storage.stat(blob_path(digest)) is not None:
@@ -309,8 +303,8 @@ class Uploads:
         if session is not None:
             await session.writer.close()
         await self._storage.delete(upload_prefix(upload_id))
-        async with self._db.write() as connection:
-            await connection.execute(delete(uploads).where(uploads.c.id == str(upload_id)))
+        statement = delete(uploads).where(uploads.c.id == str(upload_id))
+        await self._db.write(lambda c: c.execute(statement))
 
     def _range_error(self, upload_id: uuid.UUID, repository: str, size: int) -> RegistryError:
         return RegistryError(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from portside.db.engine import sqlite_sync_url
 from portside.db.tables import metadata
 
 # Any constant works; it only has to be the same in every replica.
@@ -41,4 +42,17 @@ async def _run_async(url: str) -> None:
         await engine.dispose()
 
 
-asyncio.run(_run_async(context.config.attributes["database_url"]))
+def _run_sqlite(url: str) -> None:
+    engine = create_engine(sqlite_sync_url(url))
+    try:
+        with engine.connect() as connection:
+            _run(connection)
+    finally:
+        engine.dispose()
+
+
+_url = context.config.attributes["database_url"]
+if make_url(_url).get_backend_name() == "sqlite":
+    _run_sqlite(_url)
+else:
+    asyncio.run(_run_async(_url))
