@@ -39,6 +39,7 @@ __all__ = ["ContentRange", "UploadStatus", "Uploads", "parse_content_range"]
 log = structlog.get_logger(__name__)
 
 _BATCH = 4 << 20  # bytes handed to the hashing/writing threads at a time
+_INLINE_HASH = 256 << 10  # smaller batches are hashed on the event loop (about 0.15 ms)
 _MAX_SESSIONS = 256  # open upload writers kept per process
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
 
@@ -258,9 +259,13 @@ class Uploads:
         pending: asyncio.Future[None] | None = None
 
         async def consume(batch: bytearray) -> None:
-            await asyncio.gather(
-                asyncio.to_thread(session.hasher.update, batch), session.writer.write(batch)
-            )
+            if len(batch) <= _INLINE_HASH:
+                session.hasher.update(batch)  # cheaper than a thread hop
+                await session.writer.write(batch)
+            else:
+                await asyncio.gather(
+                    asyncio.to_thread(session.hasher.update, batch), session.writer.write(batch)
+                )
             session.hashed += len(batch)
 
         batch = bytearray()
