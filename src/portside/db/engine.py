@@ -7,15 +7,20 @@
 The function runs as a unit, which is what makes this fast on both databases:
 
 - PostgreSQL (asyncpg): through ``AsyncConnection.run_sync``, on the event loop, no threads.
-- SQLite (the standard library's driver): in one worker-thread hop per transaction. An async
-  SQLite driver would hop to its thread for every cursor call, three or four per statement.
-  SQLite allows one writer at a time, so write transactions in a process queue on an asyncio
-  lock instead of failing with SQLITE_BUSY; readers are never blocked (WAL mode).
+- SQLite (the standard library's driver): reads in one worker-thread hop each. An async SQLite
+  driver would hop to its thread for every cursor call, three or four per statement.
+  SQLite allows one writer at a time, so writes go to one writer thread that commits them in
+  groups: the transactions waiting at that moment run back to back, each inside its own
+  SAVEPOINT (a failing one is rolled back alone), under a single COMMIT and a single fsync.
+  Concurrent pushes then share fsyncs instead of queueing for them. Readers are never blocked
+  (WAL mode).
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -71,7 +76,7 @@ class Database:
             event.listen(self._sync_engine, "connect", _sqlite_pragmas)
             event.listen(self._sync_engine, "begin", _sqlite_begin)
             self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="sqlite")
-            self._write_lock = asyncio.Lock()
+            self._writer = _GroupCommitWriter(self._sync_engine)
         else:
             self._async_engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -98,16 +103,10 @@ class Database:
         if self._async_engine is not None:
             async with self._async_engine.begin() as connection:
                 return await connection.run_sync(transaction)
-        async with self._write_lock:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._threads, self._run_sqlite, transaction, True
-            )
+        return await self._writer.submit(transaction)
 
     def _run_sqlite(self, work: Callable[[Connection], T], write: bool) -> T:
-        assert self._sync_engine is not None
-        if write:
-            with self._sync_engine.begin() as connection:
-                return work(connection)
+        assert self._sync_engine is not None and not write
         with self._sync_engine.connect() as connection:
             connection = connection.execution_options(portside_read_only=True)
             try:
@@ -119,5 +118,75 @@ class Database:
         if self._async_engine is not None:
             await self._async_engine.dispose()
         if self._sync_engine is not None:
+            self._writer.stop()
             self._sync_engine.dispose()
             self._threads.shutdown(wait=False)
+
+
+_Job = tuple[Callable[[Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_MAX_GROUP = 128
+
+
+class _GroupCommitWriter:
+    """One thread that runs SQLite write transactions, committing waiting ones together."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, transaction: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((transaction, future, loop))
+        return await future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < _MAX_GROUP:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._jobs.put(None)  # finish this group, then stop
+                    break
+                group.append(job)
+            self._commit(group)
+
+    def _commit(self, group: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._engine.begin() as connection:
+                for transaction, _, _ in group:
+                    savepoint = connection.begin_nested()
+                    try:
+                        result = transaction(connection)
+                    except BaseException as exc:
+                        savepoint.rollback()
+                        outcomes.append((False, exc))
+                    else:
+                        savepoint.commit()
+                        outcomes.append((True, result))
+        except BaseException as exc:  # the COMMIT itself failed: nothing of the group stuck
+            outcomes = [(False, exc)] * len(group)
+        for (_, future, loop), (ok, value) in zip(group, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the caller was cancelled; the transaction committed regardless
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
