@@ -53,7 +53,7 @@ def build_services(settings: Settings) -> Services:
         storage=storage,
         repositories=repositories,
         blobs=blobs,
-        uploads=Uploads(db, storage, blobs),
+        uploads=Uploads(db, storage, blobs, settings.registry.upload_purge_age_seconds),
         manifests=Manifests(db, storage, repositories, settings.registry.max_manifest_bytes, ttl),
         accounts=Accounts(db),
         tokens=TokenService(

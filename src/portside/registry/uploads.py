@@ -79,8 +79,14 @@ class _Session:
 
 
 class Uploads:
-    def __init__(self, db: Database, storage: StorageDriver, blobs: Blobs) -> None:
+    def __init__(
+        self, db: Database, storage: StorageDriver, blobs: Blobs, purge_age_seconds: float
+    ) -> None:
         self._db = db
+        # Recording activity on every PATCH would cost a write per chunk; once per slice of the
+        # purge age keeps an active upload safely young.
+        self._touch_interval = min(60.0, purge_age_seconds / 4)
+        self._touched: LRUCache[uuid.UUID, bool] = LRUCache(10_000, self._touch_interval)
         self._storage = storage
         self._blobs = blobs
         self._sessions: OrderedDict[uuid.UUID, _Session] = OrderedDict()
@@ -292,8 +298,12 @@ class Uploads:
                 raise
 
     async def _touch(self, upload_id: uuid.UUID) -> None:
+        """Record activity, so the purge leaves the upload alone; at most once an interval."""
+        if self._touched.get(upload_id):
+            return
         statement = update(uploads).where(uploads.c.id == str(upload_id)).values(updated_at=now())
         await self._db.write(lambda c: c.execute(statement))
+        self._touched.put(upload_id, True)
 
     async def _store_blob(self, upload_id: uuid.UUID, digest: Digest) -> None:
         if await self._storage.stat(blob_path(digest)) is not None:
