@@ -133,20 +133,25 @@ class Uploads:
                     raise RegistryError(
                         ErrorCode.SIZE_INVALID, "Content-Length does not match Content-Range"
                     )
-            await self._pump(upload_id, session, body)
+            await self._pump(upload_id, session, body, content_length)
             size = session.writer.size
         await self._touch(upload_id)
         return UploadStatus(upload_id, repository, size)
 
     async def finish(
-        self, repository: str, upload_id: uuid.UUID, digest: Digest, body: AsyncIterator[bytes]
+        self,
+        repository: str,
+        upload_id: uuid.UUID,
+        digest: Digest,
+        body: AsyncIterator[bytes],
+        size_hint: int | None = None,
     ) -> int:
         """Append the closing PUT's body, verify ``digest`` and make the blob part of
         ``repository``. Returns the blob size. A digest mismatch discards the upload."""
         await self._require_row(repository, upload_id)
         async with self._lock(upload_id):
             session = await self._session(upload_id)
-            await self._pump(upload_id, session, body)
+            await self._pump(upload_id, session, body, size_hint)
             actual = await self._digest_of(upload_id, session, digest.algorithm)
             size = session.writer.size
             if actual != digest:
@@ -258,13 +263,25 @@ class Uploads:
         return Digest(algorithm, session.hasher.copy().hexdigest())
 
     async def _pump(
-        self, upload_id: uuid.UUID, session: _Session, body: AsyncIterator[bytes]
+        self,
+        upload_id: uuid.UUID,
+        session: _Session,
+        body: AsyncIterator[bytes],
+        size_hint: int | None = None,
     ) -> None:
         """Stream ``body`` into the upload, hashing and writing each batch in worker threads
-        while the next batch is received. Bytes received before a client disconnect are kept."""
+        while the next batch is received. Bytes received before a client disconnect are kept.
+
+        Two batch buffers take turns, so receiving copies each byte once and never regrows a
+        buffer: one is filled while the other is hashed and written. ``size_hint`` (the
+        Content-Length) keeps them small for small bodies.
+        """
+        size = min(_BATCH, size_hint) if size_hint else _BATCH
+        buffers = [bytearray(size)]
+        current, filled = 0, 0
         pending: asyncio.Future[None] | None = None
 
-        async def consume(batch: bytearray) -> None:
+        async def consume(batch: memoryview) -> None:
             if len(batch) <= _INLINE_HASH:
                 session.hasher.update(batch)  # cheaper than a thread hop
                 await session.writer.write(batch)
@@ -274,21 +291,27 @@ class Uploads:
                 )
             session.hashed += len(batch)
 
-        batch = bytearray()
         try:
             async for chunk in body:
-                batch += chunk
-                if len(batch) >= _BATCH:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(consume(batch))
-                    batch = bytearray()
+                view = memoryview(chunk)
+                while view:
+                    take = min(len(view), size - filled)
+                    buffers[current][filled : filled + take] = view[:take]
+                    filled += take
+                    view = view[take:]
+                    if filled == size:
+                        if pending is not None:
+                            await pending  # the other buffer is free again
+                        pending = asyncio.ensure_future(consume(memoryview(buffers[current])))
+                        if len(buffers) == 1:
+                            buffers.append(bytearray(size))
+                        current, filled = 1 - current, 0
         finally:
             try:
                 if pending is not None:
                     await pending
-                if batch:
-                    await consume(batch)
+                if filled:
+                    await consume(memoryview(buffers[current])[:filled])
                 await session.writer.flush()
             except BaseException:
                 # The writer's and the hasher's state may disagree now; start afresh next time.

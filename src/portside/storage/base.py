@@ -46,7 +46,8 @@ class Writer(ABC):
 
     @abstractmethod
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data``. The driver may buffer it."""
+        """Append ``data``. The driver may buffer a copy, but must not keep a reference to
+        ``data`` itself after returning: the caller reuses that buffer."""
 
     @abstractmethod
     async def flush(self) -> None:

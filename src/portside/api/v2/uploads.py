@@ -93,7 +93,9 @@ async def start(request: Request, name: str) -> Response:
     digest = parse_digest(digest_param) if digest_param is not None else None
     upload = await services.uploads.start(name)
     if digest is not None:  # monolithic upload: the body is the whole blob
-        await services.uploads.finish(name, upload.id, digest, request_body(request))
+        await services.uploads.finish(
+            name, upload.id, digest, request_body(request), content_length(request)
+        )
         return _created(name, digest)
     return Response(status_code=202, headers=_upload_headers(upload))
 
@@ -125,7 +127,7 @@ async def finish(request: Request, name: str) -> Response:
         raise RegistryError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
     digest = parse_digest(digest_param)
     await request.app.state.services.uploads.finish(
-        name, _upload_id(request), digest, request_body(request)
+        name, _upload_id(request), digest, request_body(request), content_length(request)
     )
     return _created(name, digest)
 
