@@ -302,3 +302,24 @@ def test_abandoned_upload_is_purged(fresh_registry: PortsideServer, repo: str) -
         assert_error(client.get(stale), 404, "BLOB_UPLOAD_UNKNOWN")
         assert not (fresh_registry.data_dir / "storage" / "uploads" / stale_id).exists()
         assert client.get(live).status_code == 204
+
+
+@pytest.mark.parametrize("repository_exists", [True, False])
+def test_a_refused_manifest_leaves_no_bytes_behind(
+    fresh_registry: PortsideServer, repo: str, repository_exists: bool
+) -> None:
+    fresh_registry.start()
+    manifest = image_manifest(layer_count=2)
+    with fresh_registry.client() as client:
+        if repository_exists:
+            push_blob(client, repo, manifest.blobs[0])  # the config, but not the layers
+        response = client.put(
+            manifest_path(repo, "v1"),
+            content=manifest.raw,
+            headers={"Content-Type": manifest.media_type},
+        )
+        assert_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
+        assert_error(client.get(manifest_path(repo, manifest.digest)), 404, "MANIFEST_UNKNOWN")
+    algorithm, hexdigest = manifest.digest.split(":")
+    stored = fresh_registry.data_dir / "storage" / "blobs" / algorithm / hexdigest[:2] / hexdigest
+    assert not stored.exists()

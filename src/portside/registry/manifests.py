@@ -150,6 +150,14 @@ class Manifests:
                 "manifest digest does not match the reference",
                 detail={"expected": str(reference.digest), "actual": str(digest)},
             )
+        # A manifest refused for missing references must leave nothing behind, so check them
+        # before storing its bytes (and again in the transaction, against concurrent deletes).
+        repository_id = await self._repos.id_of(repository)
+        if repository_id is not None:
+            known_id = repository_id
+            await self._db.read(lambda c: self._check_references(c, known_id, parsed))
+        elif any(not d.foreign for d in parsed.blobs) or parsed.manifests:
+            self._check_references_missing_repository(parsed)
         # Bytes first, rows second: a crash leaves an orphan blob, never a dangling row.
         if await self._storage.stat(blob_path(digest)) is None:
             await self._storage.put(blob_path(digest), raw)
@@ -173,6 +181,13 @@ class Manifests:
             self._by_tag.put((repository, reference.tag), record)
             self._tag_lists.discard(repository)
         return PushedManifest(digest, parsed.subject)
+
+    @staticmethod
+    def _check_references_missing_repository(parsed: ParsedManifest) -> None:
+        """A repository nothing was pushed to holds no blobs: every reference is missing."""
+        missing = {str(d.digest) for d in parsed.blobs if not d.foreign}
+        missing |= {str(d.digest) for d in parsed.manifests}
+        raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digests": sorted(missing)})
 
     def _check_references(
         self, connection: Connection, repository_id: int, parsed: ParsedManifest
