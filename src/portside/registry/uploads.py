@@ -38,7 +38,7 @@ __all__ = ["ContentRange", "UploadStatus", "Uploads", "parse_content_range"]
 
 log = structlog.get_logger(__name__)
 
-_BATCH = 4 << 20  # bytes handed to the hashing/writing threads at a time
+_BATCH = 8 << 20  # bytes handed to the hashing/writing threads at a time
 _INLINE_HASH = 256 << 10  # smaller batches are hashed on the event loop (about 0.15 ms)
 _MAX_SESSIONS = 256  # open upload writers kept per process
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")

@@ -7,6 +7,7 @@ directory entry changed, the directory too, so an acknowledged blob survives a p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -143,25 +144,36 @@ class FilesystemDriver(StorageDriver):
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
+        # One read ahead: the next chunk is read from disk while this one is being sent.
         file = self._file(path)
         try:
-            handle = await asyncio.to_thread(open, file, "rb", buffering=0)
+            fd = await asyncio.to_thread(os.open, file, os.O_RDONLY)
         except FileNotFoundError:
             raise PathNotFound(path) from None
+        ahead: asyncio.Future[bytes] | None = None
         try:
-            remaining = length
-            if offset:
-                handle.seek(offset)
-            while remaining is None or remaining > 0:
-                want = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
-                chunk = await asyncio.to_thread(handle.read, want)
+            end = os.fstat(fd).st_size if length is None else offset + length
+            position = offset
+
+            def read_next() -> asyncio.Future[bytes] | None:
+                size = min(_READ_CHUNK, end - position)
+                if size <= 0:
+                    return None
+                return asyncio.ensure_future(asyncio.to_thread(os.pread, fd, size, position))
+
+            ahead = read_next()
+            while ahead is not None:
+                chunk = await ahead
                 if not chunk:
                     break
-                if remaining is not None:
-                    remaining -= len(chunk)
+                position += len(chunk)
+                ahead = read_next()
                 yield chunk
         finally:
-            handle.close()
+            if ahead is not None:  # the consumer stopped early: let the read finish first
+                with contextlib.suppress(Exception):
+                    await ahead
+            os.close(fd)
 
     async def stat(self, path: str) -> int | None:
         try:
