@@ -60,6 +60,7 @@ def run_reference(harness: Path, args: list[str], out: Path) -> None:
         ["bash", str(harness / "run_reference.sh"), "--json-out", str(out), *args],
         check=True,
         stdout=subprocess.DEVNULL,
+        env={**os.environ, "PY": sys.executable},  # the harness needs aiohttp, as we have
     )
 
 

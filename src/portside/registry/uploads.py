@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import mmap
 import re
 import uuid
 from collections import OrderedDict
@@ -277,7 +278,8 @@ class Uploads:
         Content-Length) keeps them small for small bodies.
         """
         size = min(_BATCH, size_hint) if size_hint else _BATCH
-        buffers = [bytearray(size)]
+        # Page-aligned memory (mmap), so the filesystem driver can write batches with O_DIRECT.
+        buffers = [mmap.mmap(-1, max(size, 1))]
         current, filled = 0, 0
         pending: asyncio.Future[None] | None = None
 
@@ -304,7 +306,7 @@ class Uploads:
                             await pending  # the other buffer is free again
                         pending = asyncio.ensure_future(consume(memoryview(buffers[current])))
                         if len(buffers) == 1:
-                            buffers.append(bytearray(size))
+                            buffers.append(mmap.mmap(-1, size))
                         current, filled = 1 - current, 0
         finally:
             try:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -50,12 +51,33 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[written:]
 
 
+_DIRECT_ALIGNMENT = 4096
+
+
+def _direct_capable(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data`` may go through O_DIRECT: page-aligned memory, whole blocks."""
+    view = memoryview(data)
+    if len(view) % _DIRECT_ALIGNMENT or view.readonly or not view.c_contiguous:
+        return False
+    address = ctypes.addressof(ctypes.c_char.from_buffer(view))
+    return address % _DIRECT_ALIGNMENT == 0
+
+
 class _FileWriter(Writer):
+    """Appends through the page cache, or, for whole aligned blocks, with O_DIRECT.
+
+    Writing a large blob through the page cache makes the kernel find fresh pages for every
+    byte, which on virtual machines runs at a fraction of disk speed (about 350 MB/s where disk
+    writes reach 2 GB/s). Uploads hand over page-aligned batches, which go straight to disk.
+    """
+
     def __init__(self, file: Path, fd: int, size: int) -> None:
         self._file = file
         self._fd: int | None = fd
         self._size = size
         self._new_entry = True
+        self._direct_fd: int | None = None
+        self._direct_usable = True
 
     @property
     def size(self) -> int:
@@ -66,9 +88,28 @@ class _FileWriter(Writer):
             raise StorageError(f"writer for {self._file} is closed")
         return self._fd
 
+    def _write_direct(self, data: bytes | bytearray | memoryview) -> bool:
+        """Write ``data`` at the end with O_DIRECT; False when that is not possible here."""
+        if not self._direct_usable or self._size % _DIRECT_ALIGNMENT or not _direct_capable(data):
+            return False
+        try:
+            if self._direct_fd is None:
+                self._direct_fd = os.open(self._file, os.O_WRONLY | os.O_DIRECT)
+            view, offset = memoryview(data), self._size
+            while view:
+                written = os.pwrite(self._direct_fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: the filesystem refuses O_DIRECT (tmpfs)
+                raise
+            self._direct_usable = False
+            return False
+        return True
+
     def _write_sync(self, fd: int, data: bytes | bytearray | memoryview) -> None:
-        _write_all(fd, data)
-        _start_writeback(fd, self._size, len(data))
+        if not self._write_direct(data):
+            _write_all(fd, data)
+            _start_writeback(fd, self._size, len(data))
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         fd = self._require_fd()
@@ -96,6 +137,9 @@ class _FileWriter(Writer):
         self._file.unlink(missing_ok=True)
 
     async def close(self) -> None:
+        if self._direct_fd is not None:
+            os.close(self._direct_fd)
+            self._direct_fd = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
