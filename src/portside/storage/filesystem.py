@@ -63,6 +63,13 @@ def _direct_capable(data: bytes | bytearray | memoryview) -> bool:
     return address % _DIRECT_ALIGNMENT == 0
 
 
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 class _FileWriter(Writer):
     """Appends through the page cache, or, for whole aligned blocks, with O_DIRECT.
 
@@ -95,10 +102,7 @@ class _FileWriter(Writer):
         try:
             if self._direct_fd is None:
                 self._direct_fd = os.open(self._file, os.O_WRONLY | os.O_DIRECT)
-            view, offset = memoryview(data), self._size
-            while view:
-                written = os.pwrite(self._direct_fd, view, offset)
-                view, offset = view[written:], offset + written
+            _pwrite_all(self._direct_fd, data, self._size)
         except OSError as exc:
             if exc.errno != errno.EINVAL:  # EINVAL: the filesystem refuses O_DIRECT (tmpfs)
                 raise
@@ -108,7 +112,8 @@ class _FileWriter(Writer):
 
     def _write_sync(self, fd: int, data: bytes | bytearray | memoryview) -> None:
         if not self._write_direct(data):
-            _write_all(fd, data)
+            # At an explicit offset: the O_DIRECT descriptor does not move this one's position.
+            _pwrite_all(fd, data, self._size)
             _start_writeback(fd, self._size, len(data))
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
