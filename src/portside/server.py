@@ -7,6 +7,8 @@ import sys
 
 import structlog
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from portside.api.app import create_app
 from portside.api.logging import configure_logging
@@ -15,6 +17,51 @@ from portside.config import Settings
 __all__ = ["run"]
 
 log = structlog.get_logger("portside")
+
+
+class _KeepAliveHttp10Protocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, except that an HTTP/1.0 request asking for keep-alive gets it.
+
+    uvicorn closes every HTTP/1.0 connection after one response. Tools that speak HTTP/1.0 with
+    ``Connection: keep-alive`` (ApacheBench, some proxies' health checks) then pay a new TCP
+    connection per request, which costs more than a cached HEAD itself. Relies on uvicorn's
+    ``cycle``/``parser`` attributes; the version is pinned and a test covers the behaviour.
+    """
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and cycle.scope is self.scope
+            and self.scope.get("http_version") == "1.0"
+            and self.parser.should_keep_alive()
+        ):
+            cycle.keep_alive = True
+
+
+class _AnnounceKeepAlive:
+    """Adds ``Connection: keep-alive`` to responses on a kept-alive HTTP/1.0 connection, which an
+    HTTP/1.0 client needs to see before it reuses the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("http_version") != "1.0":
+            await self.app(scope, receive, send)
+            return
+        asked = any(
+            name == b"connection" and b"keep-alive" in value.lower()
+            for name, value in scope["headers"]
+        )
+
+        async def announce(message: Message) -> None:
+            if asked and message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"connection", b"keep-alive")]
+            await send(message)
+
+        await self.app(scope, receive, announce)
 
 
 def _migrate(url: str) -> None:
@@ -47,7 +94,7 @@ def run(settings: Settings) -> None:
         flush=True,
     )
     uvicorn.run(
-        app,
+        _AnnounceKeepAlive(app),
         host=server.host,
         port=server.port,
         ssl_certfile=str(server.tls_cert) if server.tls_cert else None,
@@ -57,6 +104,6 @@ def run(settings: Settings) -> None:
         access_log=False,
         server_header=False,
         loop="uvloop",
-        http="httptools",
+        http=_KeepAliveHttp10Protocol,
         lifespan="on",
     )

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -220,3 +221,28 @@ def test_upload_cut_off_by_shutdown_resumes_after_restart(tmp_path: Path) -> Non
             assert fresh.get(f"/v2/library/cut/blobs/{digest}").content == blob
     finally:
         server.stop()
+
+
+def test_http10_keep_alive_is_honoured(registry: PortsideServer) -> None:
+    """ApacheBench-style clients reuse one HTTP/1.0 connection when the server agrees."""
+
+    def receive(sock: socket.socket) -> bytes:
+        data = sock.recv(4096)
+        assert data, "the server closed the HTTP/1.0 keep-alive connection"
+        return data
+
+    request = b"GET /v2/ HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", registry.port), timeout=5) as sock:
+        answers = []
+        for _ in range(2):
+            sock.sendall(request)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += receive(sock)
+            header, _, body = head.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", header, re.I)[1])  # type: ignore[index]
+            while len(body) < length:
+                body += receive(sock)
+            answers.append(header.lower())
+    assert all(a.startswith(b"http/1.1 401") for a in answers)
+    assert all(b"connection: keep-alive" in a for a in answers)
