@@ -1,11 +1,17 @@
-"""Query helpers that differ by dialect. Everything else is plain SQLAlchemy Core."""
+"""Query helpers that differ by dialect. Everything else is plain SQLAlchemy Core.
+
+Hot-path statements are built once and executed with parameters: a statement object memoizes
+its cache key, so reusing it skips SQLAlchemy's per-call construction and cache-key work, which
+otherwise costs more than SQLite's own execution of a small insert.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Executable, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -16,20 +22,41 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _insert_for(dialect: str) -> Any:
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
+@functools.cache
+def _insert_ignore_statement(dialect: str, table: Table) -> Executable:
+    statement: Executable = _insert_for(dialect)(table).on_conflict_do_nothing()
+    return statement
+
+
+@functools.cache
+def _upsert_statement(
+    dialect: str, table: Table, keys: tuple[str, ...], updated: tuple[str, ...]
+) -> Executable:
+    insert = _insert_for(dialect)(table)
+    statement: Executable = insert.on_conflict_do_update(
+        index_elements=list(keys), set_={name: insert.excluded[name] for name in updated}
+    )
+    return statement
+
+
 def insert_ignore(connection: Connection, table: Table, **values: Any) -> bool:
     """Insert a row unless one with the same primary or unique key exists.
 
     Returns True when a row was inserted. Race-free: two concurrent callers never both fail.
     """
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    result = connection.execute(insert(table).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)
+    statement = _insert_ignore_statement(connection.dialect.name, table)
+    return bool(connection.execute(statement, values).rowcount)
 
 
 def upsert(
     connection: Connection, table: Table, keys: dict[str, Any], values: dict[str, Any]
 ) -> None:
     """Insert ``keys | values``, or update ``values`` on the row with those primary-key ``keys``."""
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table).values(**keys, **values)
-    connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=values))
+    statement = _upsert_statement(
+        connection.dialect.name, table, tuple(keys), tuple(sorted(values))
+    )
+    connection.execute(statement, {**keys, **values})

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now
@@ -24,6 +24,20 @@ from portside.storage.base import StorageDriver
 from portside.storage.layout import blob_path
 
 __all__ = ["BlobContent", "Blobs"]
+
+# Built once (see db.queries): the size of a blob if a repository links it.
+_SIZE_IN_REPOSITORY = (
+    select(blobs.c.size)
+    .select_from(
+        repository_blobs.join(
+            repositories, repositories.c.id == repository_blobs.c.repository_id
+        ).join(blobs, blobs.c.digest == repository_blobs.c.digest)
+    )
+    .where(
+        repositories.c.name == bindparam("repository"),
+        repository_blobs.c.digest == bindparam("digest"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +66,8 @@ class Blobs:
         cached = self._linked.get(key)
         if cached is not None:
             return cached
-        query = (
-            select(blobs.c.size)
-            .select_from(
-                repository_blobs.join(
-                    repositories, repositories.c.id == repository_blobs.c.repository_id
-                ).join(blobs, blobs.c.digest == repository_blobs.c.digest)
-            )
-            .where(repositories.c.name == repository, repository_blobs.c.digest == str(digest))
-        )
-        size = await self._db.read(lambda c: c.scalar(query))
+        params = {"repository": repository, "digest": str(digest)}
+        size = await self._db.read(lambda c: c.scalar(_SIZE_IN_REPOSITORY, params))
         if size is not None:
             self._linked.put(key, int(size))
         return None if size is None else int(size)

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now, upsert
@@ -30,6 +30,31 @@ from portside.storage.layout import blob_path
 __all__ = ["ManifestRecord", "Manifests", "PushedManifest", "Reference", "parse_reference"]
 
 _BODY_CACHE_MAX_BYTES = 16 << 10  # manifests above this are read from storage each time
+
+# Hot statements, built once (see db.queries).
+_RECORD_COLUMNS = (manifests.c.digest, manifests.c.media_type, manifests.c.size)
+_BY_TAG = (
+    select(*_RECORD_COLUMNS)
+    .join(tags, tags.c.manifest_id == manifests.c.id)
+    .where(tags.c.repository_id == bindparam("repository_id"), tags.c.name == bindparam("name"))
+)
+_BY_DIGEST = select(*_RECORD_COLUMNS).where(
+    manifests.c.repository_id == bindparam("repository_id"),
+    manifests.c.digest == bindparam("digest"),
+)
+_MANIFEST_ID = select(manifests.c.id).where(
+    manifests.c.repository_id == bindparam("repository_id"),
+    manifests.c.digest == bindparam("digest"),
+)
+_LINKED_BLOBS = select(repository_blobs.c.digest).where(
+    repository_blobs.c.repository_id == bindparam("repository_id"),
+    repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+)
+_PRESENT_MANIFESTS = select(manifests.c.digest).where(
+    manifests.c.repository_id == bindparam("repository_id"),
+    manifests.c.digest.in_(bindparam("digests", expanding=True)),
+)
+_INSERT_REFERENCE = manifest_references.insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +123,12 @@ class Manifests:
         repository_id = await self._repos.id_of(repository)
         row = None
         if repository_id is not None:
-            query = select(manifests.c.digest, manifests.c.media_type, manifests.c.size)
             if reference.tag is not None:
-                query = query.join(tags, tags.c.manifest_id == manifests.c.id).where(
-                    tags.c.repository_id == repository_id, tags.c.name == reference.tag
-                )
+                query, params = _BY_TAG, {"repository_id": repository_id, "name": reference.tag}
             else:
-                query = query.where(
-                    manifests.c.repository_id == repository_id,
-                    manifests.c.digest == str(reference.digest),
-                )
-            row = await self._db.read(lambda c: c.execute(query).first())
+                query = _BY_DIGEST
+                params = {"repository_id": repository_id, "digest": str(reference.digest)}
+            row = await self._db.read(lambda c: c.execute(query, params).first())
         if row is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(reference)})
         record = ManifestRecord(Digest.parse(row.digest), row.media_type, int(row.size))
@@ -196,24 +216,12 @@ class Manifests:
         wanted_manifests = {str(d.digest) for d in parsed.manifests}
         missing: set[str] = set()
         if wanted_blobs:
-            found = set(
-                connection.scalars(
-                    select(repository_blobs.c.digest).where(
-                        repository_blobs.c.repository_id == repository_id,
-                        repository_blobs.c.digest.in_(wanted_blobs),
-                    )
-                )
-            )
+            params = {"repository_id": repository_id, "digests": list(wanted_blobs)}
+            found = set(connection.scalars(_LINKED_BLOBS, params))
             missing |= wanted_blobs - found
         if wanted_manifests:
-            found = set(
-                connection.scalars(
-                    select(manifests.c.digest).where(
-                        manifests.c.repository_id == repository_id,
-                        manifests.c.digest.in_(wanted_manifests),
-                    )
-                )
-            )
+            params = {"repository_id": repository_id, "digests": list(wanted_manifests)}
+            found = set(connection.scalars(_PRESENT_MANIFESTS, params))
             missing |= wanted_manifests - found
         if missing:
             raise RegistryError(
@@ -243,9 +251,7 @@ class Manifests:
             created_at=stamp,
         )
         manifest_id = connection.scalar(
-            select(manifests.c.id).where(
-                manifests.c.repository_id == repository_id, manifests.c.digest == str(digest)
-            )
+            _MANIFEST_ID, {"repository_id": repository_id, "digest": str(digest)}
         )
         assert manifest_id is not None
         if inserted:
@@ -254,7 +260,7 @@ class Manifests:
             }
             if references:
                 connection.execute(
-                    manifest_references.insert(),
+                    _INSERT_REFERENCE,
                     [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in references],
                 )
         return int(manifest_id)

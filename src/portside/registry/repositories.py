@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now
@@ -12,8 +12,11 @@ from portside.registry.cache import LRUCache
 __all__ = ["Repositories"]
 
 
+_ID_OF = select(repositories.c.id).where(repositories.c.name == bindparam("name"))
+
+
 def _id_of(connection: Connection, name: str) -> int | None:
-    found = connection.scalar(select(repositories.c.id).where(repositories.c.name == name))
+    found = connection.scalar(_ID_OF, {"name": name})
     return None if found is None else int(found)
 
 

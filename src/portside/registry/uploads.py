@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from portside.db.engine import Database
 from portside.db.queries import now
@@ -42,6 +42,15 @@ log = structlog.get_logger(__name__)
 _BATCH = 8 << 20  # bytes handed to the hashing/writing threads at a time
 _INLINE_HASH = 256 << 10  # smaller batches are hashed on the event loop (about 0.15 ms)
 _MAX_SESSIONS = 256  # open upload writers kept per process
+# Built once (see db.queries).
+_INSERT_UPLOAD = uploads.insert()
+_DELETE_UPLOAD = delete(uploads).where(uploads.c.id == bindparam("id"))
+_UPLOAD_OWNER = select(uploads.c.repository).where(uploads.c.id == bindparam("id"))
+_TOUCH_UPLOAD = (
+    update(uploads)
+    .where(uploads.c.id == bindparam("upload_id"))
+    .values(updated_at=bindparam("touched_at"))
+)
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
 
 
@@ -100,10 +109,13 @@ class Uploads:
     async def start(self, repository: str) -> UploadStatus:
         upload_id = uuid.uuid4()
         stamp = now()
-        insert = uploads.insert().values(
-            id=str(upload_id), repository=repository, created_at=stamp, updated_at=stamp
-        )
-        await self._db.write(lambda c: c.execute(insert))
+        row = {
+            "id": str(upload_id),
+            "repository": repository,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        await self._db.write(lambda c: c.execute(_INSERT_UPLOAD, row))
         self._owners.put(upload_id, repository)
         return UploadStatus(upload_id, repository, 0)
 
@@ -168,7 +180,7 @@ class Uploads:
 
             def store_rows(connection: Connection) -> None:
                 self._blobs.link(connection, repository, digest, size)
-                connection.execute(delete(uploads).where(uploads.c.id == str(upload_id)))
+                connection.execute(_DELETE_UPLOAD, {"id": str(upload_id)})
 
             await self._db.write(store_rows)
         self._owners.discard(upload_id)
@@ -222,8 +234,8 @@ class Uploads:
     async def _require_row(self, repository: str, upload_id: uuid.UUID) -> None:
         owner = self._owners.get(upload_id)
         if owner is None:
-            query = select(uploads.c.repository).where(uploads.c.id == str(upload_id))
-            owner = await self._db.read(lambda c: c.scalar(query))
+            params = {"id": str(upload_id)}
+            owner = await self._db.read(lambda c: c.scalar(_UPLOAD_OWNER, params))
             if owner is not None:
                 self._owners.put(upload_id, owner)
         if owner != repository:
@@ -326,8 +338,8 @@ class Uploads:
         """Record activity, so the purge leaves the upload alone; at most once an interval."""
         if self._touched.get(upload_id):
             return
-        statement = update(uploads).where(uploads.c.id == str(upload_id)).values(updated_at=now())
-        await self._db.write(lambda c: c.execute(statement))
+        params = {"upload_id": str(upload_id), "touched_at": now()}
+        await self._db.write(lambda c: c.execute(_TOUCH_UPLOAD, params))
         self._touched.put(upload_id, True)
 
     async def _store_blob(self, upload_id: uuid.UUID, digest: Digest) -> None:
@@ -343,8 +355,7 @@ class Uploads:
         if session is not None:
             await session.writer.close()
         await self._storage.delete(upload_prefix(upload_id))
-        statement = delete(uploads).where(uploads.c.id == str(upload_id))
-        await self._db.write(lambda c: c.execute(statement))
+        await self._db.write(lambda c: c.execute(_DELETE_UPLOAD, {"id": str(upload_id)}))
 
     def _range_error(self, upload_id: uuid.UUID, repository: str, size: int) -> RegistryError:
         return RegistryError(
