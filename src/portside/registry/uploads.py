@@ -283,15 +283,15 @@ class Uploads:
         size_hint: int | None = None,
     ) -> None:
         """Stream ``body`` into the upload, hashing and writing each batch in worker threads
-        while the next batch is received. Bytes received before a client disconnect are kept.
+        while the next batch is received. Of a large body cut off by a client disconnect, the
+        batches received are kept; a small one (up to 256 KiB) is stored whole or not at all.
 
         Two batch buffers take turns, so receiving copies each byte once and never regrows a
         buffer: one is filled while the other is hashed and written. ``size_hint`` (the
         Content-Length) keeps them small for small bodies.
         """
         size = min(_BATCH, size_hint) if size_hint else _BATCH
-        # Page-aligned memory (mmap), so the filesystem driver can write batches with O_DIRECT.
-        buffers = [mmap.mmap(-1, max(size, 1))]
+        buffers: list[mmap.mmap] = []
         current, filled = 0, 0
         pending: asyncio.Future[None] | None = None
 
@@ -306,9 +306,18 @@ class Uploads:
             session.hashed += len(batch)
 
         try:
+            if size_hint is not None and size_hint <= _INLINE_HASH:
+                # A small body (its length is enforced by the server): one write, no batching.
+                small = b"".join([chunk async for chunk in body])
+                if small:
+                    await consume(memoryview(small))
+                return
             async for chunk in body:
                 view = memoryview(chunk)
                 while view:
+                    if len(buffers) <= current:
+                        # Page-aligned (mmap), so the filesystem driver can use O_DIRECT.
+                        buffers.append(mmap.mmap(-1, size))
                     take = min(len(view), size - filled)
                     buffers[current][filled : filled + take] = view[:take]
                     filled += take
@@ -317,8 +326,6 @@ class Uploads:
                         if pending is not None:
                             await pending  # the other buffer is free again
                         pending = asyncio.ensure_future(consume(memoryview(buffers[current])))
-                        if len(buffers) == 1:
-                            buffers.append(mmap.mmap(-1, size))
                         current, filled = 1 - current, 0
         finally:
             try:
