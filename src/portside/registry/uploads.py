@@ -33,7 +33,7 @@ from portside.oci.errors import ErrorCode, RegistryError
 from portside.registry.blobs import Blobs
 from portside.registry.cache import LRUCache
 from portside.storage.base import StorageDriver, Writer
-from portside.storage.layout import blob_path, upload_path, upload_prefix
+from portside.storage.layout import blob_path, upload_path
 
 __all__ = ["ContentRange", "UploadStatus", "Uploads", "parse_content_range"]
 
@@ -351,17 +351,16 @@ class Uploads:
 
     async def _store_blob(self, upload_id: uuid.UUID, digest: Digest) -> None:
         if await self._storage.stat(blob_path(digest)) is not None:
-            await self._storage.delete(upload_prefix(upload_id))  # content already stored once
+            await self._storage.delete(upload_path(upload_id))  # content already stored once
         else:
             await self._storage.move(upload_path(upload_id), blob_path(digest))
-            await self._storage.delete(upload_prefix(upload_id))
 
     async def _discard(self, upload_id: uuid.UUID) -> None:
         self._owners.discard(upload_id)
         session = self._sessions.pop(upload_id, None)
         if session is not None:
             await session.writer.close()
-        await self._storage.delete(upload_prefix(upload_id))
+        await self._storage.delete(upload_path(upload_id))
         await self._db.write(lambda c: c.execute(_DELETE_UPLOAD, {"id": str(upload_id)}))
 
     def _range_error(self, upload_id: uuid.UUID, repository: str, size: int) -> RegistryError:

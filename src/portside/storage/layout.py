@@ -8,7 +8,8 @@ The tree, relative to the driver's root::
           abcdef0123.../data     the blob's bytes (layers, configs and manifests alike)
       sha512/...                 the same for sha512 digests
     uploads/
-      <upload-uuid>/data         bytes of an upload in progress, appended by PATCH
+      <upload-uuid>              bytes of an upload in progress, appended by PATCH; moved to
+                                 its blob path when the upload completes
 
 Content is addressed by digest only: a blob is stored once however many repositories use it.
 Which repository uses which blob, and every tag, live in the database, never here.
@@ -20,7 +21,7 @@ import uuid
 
 from portside.oci.digest import Digest
 
-__all__ = ["BLOBS_PREFIX", "UPLOADS_PREFIX", "blob_path", "upload_path", "upload_prefix"]
+__all__ = ["BLOBS_PREFIX", "UPLOADS_PREFIX", "blob_path", "upload_path"]
 
 BLOBS_PREFIX = "blobs/"
 UPLOADS_PREFIX = "uploads/"
@@ -31,11 +32,6 @@ def blob_path(digest: Digest) -> str:
     return f"{BLOBS_PREFIX}{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
 
 
-def upload_prefix(upload_id: uuid.UUID) -> str:
-    """Prefix holding everything of one upload; deleting it removes the upload."""
-    return f"{UPLOADS_PREFIX}{upload_id}/"
-
-
 def upload_path(upload_id: uuid.UUID) -> str:
     """Key of an upload's data. Taking a UUID (not a string) keeps user input out of paths."""
-    return f"{upload_prefix(upload_id)}data"
+    return f"{UPLOADS_PREFIX}{upload_id}"
