@@ -52,12 +52,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    # A write transaction takes the write lock up front (IMMEDIATE), so it never fails half-way
-    # on lock upgrade when another process writes too. Reads take a plain snapshot.
-    if connection.get_execution_options().get("portside_read_only"):
-        connection.exec_driver_sql("BEGIN")
-    else:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # The write transaction takes the write lock up front (IMMEDIATE), so it never fails
+    # half-way on lock upgrade when another process writes too.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_read_only(dbapi_connection: Any, _record: Any) -> None:
+    # Readers run in autocommit mode (no BEGIN/ROLLBACK round trips; each statement sees a
+    # consistent snapshot); query_only makes sure nothing a reader does can ever commit.
+    _sqlite_pragmas(dbapi_connection, _record)
+    dbapi_connection.execute("PRAGMA query_only=ON")
 
 
 class Database:
@@ -65,18 +69,19 @@ class Database:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         self._async_engine: AsyncEngine | None = None
-        self._sync_engine: Engine | None = None
+        self._read_engine: Engine | None = None
         if self.is_sqlite:
-            self._sync_engine = create_engine(
-                sqlite_sync_url(url),
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                connect_args={"check_same_thread": False},
+            sync_url = sqlite_sync_url(url)
+            threads = {"check_same_thread": False}
+            self._read_engine = create_engine(
+                sync_url, pool_size=pool_size, max_overflow=pool_size, connect_args=threads
             )
-            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self._sync_engine, "begin", _sqlite_begin)
+            event.listen(self._read_engine, "connect", _sqlite_read_only)
+            writer_engine = create_engine(sync_url, pool_size=1, connect_args=threads)
+            event.listen(writer_engine, "connect", _sqlite_pragmas)
+            event.listen(writer_engine, "begin", _sqlite_begin)
             self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="sqlite")
-            self._writer = _GroupCommitWriter(self._sync_engine)
+            self._writer = _GroupCommitWriter(writer_engine)
         else:
             self._async_engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -84,7 +89,7 @@ class Database:
 
     @property
     def dialect_name(self) -> str:
-        engine = self._sync_engine or self._async_engine
+        engine = self._read_engine or self._async_engine
         assert engine is not None
         return engine.dialect.name
 
@@ -94,7 +99,7 @@ class Database:
             async with self._async_engine.connect() as connection:
                 return await connection.run_sync(query)
         return await asyncio.get_running_loop().run_in_executor(
-            self._threads, self._run_sqlite, query, False
+            self._threads, self._run_sqlite_read, query
         )
 
     async def write(self, transaction: Callable[[Connection], T]) -> T:
@@ -105,21 +110,17 @@ class Database:
                 return await connection.run_sync(transaction)
         return await self._writer.submit(transaction)
 
-    def _run_sqlite(self, work: Callable[[Connection], T], write: bool) -> T:
-        assert self._sync_engine is not None and not write
-        with self._sync_engine.connect() as connection:
-            connection = connection.execution_options(portside_read_only=True)
-            try:
-                return work(connection)
-            finally:
-                connection.rollback()
+    def _run_sqlite_read(self, work: Callable[[Connection], T]) -> T:
+        assert self._read_engine is not None
+        with self._read_engine.connect() as connection:
+            return work(connection)
 
     async def close(self) -> None:
         if self._async_engine is not None:
             await self._async_engine.dispose()
-        if self._sync_engine is not None:
+        if self._read_engine is not None:
             self._writer.stop()
-            self._sync_engine.dispose()
+            self._read_engine.dispose()
             self._threads.shutdown(wait=False)
 
 
@@ -145,6 +146,7 @@ class _GroupCommitWriter:
     def stop(self) -> None:
         self._jobs.put(None)
         self._thread.join(timeout=10)
+        self._engine.dispose()
 
     def _run(self) -> None:
         while True:

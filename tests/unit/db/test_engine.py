@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -71,5 +72,7 @@ async def test_a_write_is_visible_to_the_next_read(db: Database) -> None:
 
 
 async def test_reads_commit_nothing(db: Database) -> None:
-    await db.read(lambda c: insert_ignore(c, blobs, digest="ghost", size=1, created_at=now()))
+    # SQLite refuses the write outright (query_only); PostgreSQL rolls it back.
+    with contextlib.suppress(Exception):
+        await db.read(lambda c: insert_ignore(c, blobs, digest="ghost", size=1, created_at=now()))
     assert await db.read(_count) == 0
