@@ -10,8 +10,9 @@ The function runs as a unit, which is what makes this fast on both databases:
 - SQLite (the standard library's driver): reads in one worker-thread hop each. An async SQLite
   driver would hop to its thread for every cursor call, three or four per statement.
   SQLite allows one writer at a time, so writes go to one writer thread that commits them in
-  groups: the transactions waiting at that moment run back to back, each inside its own
-  SAVEPOINT (a failing one is rolled back alone), under a single COMMIT and a single fsync.
+  groups: the transactions waiting at that moment run back to back under a single COMMIT and a
+  single fsync. If one of them raises, the group is rolled back and each is run again alone,
+  so only the failing one fails.
   Concurrent pushes then share fsyncs instead of queueing for them. Readers are never blocked
   (WAL mode).
 """
@@ -104,7 +105,8 @@ class Database:
 
     async def write(self, transaction: Callable[[Connection], T]) -> T:
         """Run ``transaction`` in a transaction, committed when it returns and rolled back when
-        it raises."""
+        it raises. It may be run more than once (on SQLite, when a transaction grouped with it
+        fails), so it must do nothing but database work."""
         if self._async_engine is not None:
             async with self._async_engine.begin() as connection:
                 return await connection.run_sync(transaction)
@@ -166,23 +168,41 @@ class _GroupCommitWriter:
             self._commit(group)
 
     def _commit(self, group: list[_Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+        try:
+            outcomes = self._run_together(group)
+        except _GroupFailed:
+            # One transaction raised: run each on its own, so only that one fails.
+            outcomes = [self._run_alone(job) for job in group]
+        for (_, future, loop), (ok, value) in zip(group, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, ok, value)
+
+    def _run_together(self, group: list[_Job]) -> list[tuple[bool, Any]]:
+        """All transactions of the group under one COMMIT. Raises :class:`_GroupFailed`
+        (having rolled everything back) when any of them raises."""
+        results = []
         try:
             with self._engine.begin() as connection:
                 for transaction, _, _ in group:
-                    savepoint = connection.begin_nested()
                     try:
-                        result = transaction(connection)
+                        results.append(transaction(connection))
                     except BaseException as exc:
-                        savepoint.rollback()
-                        outcomes.append((False, exc))
-                    else:
-                        savepoint.commit()
-                        outcomes.append((True, result))
+                        raise _GroupFailed from exc
+        except _GroupFailed:
+            raise
         except BaseException as exc:  # the COMMIT itself failed: nothing of the group stuck
-            outcomes = [(False, exc)] * len(group)
-        for (_, future, loop), (ok, value) in zip(group, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, ok, value)
+            return [(False, exc)] * len(group)
+        return [(True, result) for result in results]
+
+    def _run_alone(self, job: _Job) -> tuple[bool, Any]:
+        try:
+            with self._engine.begin() as connection:
+                return True, job[0](connection)
+        except BaseException as exc:
+            return False, exc
+
+
+class _GroupFailed(Exception):
+    """A transaction in a group raised; the group's work was rolled back."""
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

@@ -163,20 +163,10 @@ class Uploads:
         ``repository``. Returns the blob size. A digest mismatch discards the upload."""
         await self._require_row(repository, upload_id)
         async with self._lock(upload_id):
-            session = await self._session(upload_id)
-            await self._pump(upload_id, session, body, size_hint)
-            actual = await self._digest_of(upload_id, session, digest.algorithm)
-            size = session.writer.size
-            if actual != digest:
-                await self._discard(upload_id)
-                raise RegistryError(
-                    ErrorCode.DIGEST_INVALID,
-                    detail={"expected": str(digest), "actual": str(actual)},
-                )
-            # No commit: move() makes the blob durable, and on S3 assembles it only once.
-            await session.writer.close()
-            self._sessions.pop(upload_id, None)
-            await self._store_blob(upload_id, digest)
+            if await self._is_whole_small_body(upload_id, size_hint):
+                size = await self._finish_small(upload_id, digest, body)
+            else:
+                size = await self._finish_streamed(upload_id, digest, body, size_hint)
 
             def store_rows(connection: Connection) -> None:
                 self._blobs.link(connection, repository, digest, size)
@@ -186,6 +176,53 @@ class Uploads:
         self._owners.discard(upload_id)
         self._locks.pop(upload_id, None)
         return size
+
+    async def _is_whole_small_body(self, upload_id: uuid.UUID, size_hint: int | None) -> bool:
+        """The closing PUT carries the whole blob, and a small one (the common case for
+        configs and small layers): nothing was stored before it."""
+        return (
+            size_hint is not None
+            and size_hint <= _INLINE_HASH
+            and upload_id not in self._sessions
+            and await self._stored_size(upload_id) == 0
+        )
+
+    async def _finish_small(
+        self, upload_id: uuid.UUID, digest: Digest, body: AsyncIterator[bytes]
+    ) -> int:
+        """Verify and store a small whole blob in one durable ``put``, skipping the upload key."""
+        data = b"".join([chunk async for chunk in body])
+        await self._verify(upload_id, digest, Digest.of(data, digest.algorithm))
+        if await self._storage.stat(blob_path(digest)) is None:
+            await self._storage.put(blob_path(digest), data)
+        return len(data)
+
+    async def _finish_streamed(
+        self,
+        upload_id: uuid.UUID,
+        digest: Digest,
+        body: AsyncIterator[bytes],
+        size_hint: int | None,
+    ) -> int:
+        session = await self._session(upload_id)
+        await self._pump(upload_id, session, body, size_hint)
+        await self._verify(
+            upload_id, digest, await self._digest_of(upload_id, session, digest.algorithm)
+        )
+        # No commit: move() makes the blob durable, and on S3 assembles it only once.
+        await session.writer.close()
+        self._sessions.pop(upload_id, None)
+        await self._store_blob(upload_id, digest)
+        return session.writer.size
+
+    async def _verify(self, upload_id: uuid.UUID, expected: Digest, actual: Digest) -> None:
+        """A blob that does not match its digest discards the whole upload."""
+        if actual != expected:
+            await self._discard(upload_id)
+            raise RegistryError(
+                ErrorCode.DIGEST_INVALID,
+                detail={"expected": str(expected), "actual": str(actual)},
+            )
 
     async def cancel(self, repository: str, upload_id: uuid.UUID) -> None:
         await self._require_row(repository, upload_id)
