@@ -82,7 +82,7 @@ class Blobs:
 
     def stream(
         self, content: BlobContent, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[bytes | memoryview]:
         return self._storage.reader(content.storage_key, offset, length)
 
     async def repositories_with(self, digest: Digest, limit: int = 50) -> list[str]:

@@ -81,11 +81,14 @@ class StorageDriver(ABC):
         """Atomically write ``data`` to ``path``, replacing any content; durable on return."""
 
     @abstractmethod
-    def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes | memoryview]:
         """Stream ``length`` bytes (to the end when None) starting at ``offset``.
 
         Raises :class:`PathNotFound` on the first iteration if the key does not exist.
-        Chunks are of driver-chosen size; memory use is bounded by one chunk.
+        Chunks are of driver-chosen size and may be read-only views (the filesystem driver
+        yields slices of a memory map); memory use is bounded by one chunk.
         """
 
     @abstractmethod

@@ -7,10 +7,10 @@ directory entry changed, the directory too, so an acknowledged blob survives a p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import errno
+import mmap
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -192,37 +192,29 @@ class FilesystemDriver(StorageDriver):
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        # One read ahead: the next chunk is read from disk while this one is being sent.
+    ) -> AsyncIterator[bytes | memoryview]:
+        # Slices of a read-only memory map: the socket copies straight from the page cache,
+        # one copy fewer than read(). Blob files never shrink (they are written once and
+        # renamed into place), so the mapping cannot fault past the end.
         file = self._file(path)
         try:
             fd = await asyncio.to_thread(os.open, file, os.O_RDONLY)
         except FileNotFoundError:
             raise PathNotFound(path) from None
-        ahead: asyncio.Future[bytes] | None = None
         try:
-            end = os.fstat(fd).st_size if length is None else offset + length
-            position = offset
-
-            def read_next() -> asyncio.Future[bytes] | None:
-                size = min(_READ_CHUNK, end - position)
-                if size <= 0:
-                    return None
-                return asyncio.ensure_future(asyncio.to_thread(os.pread, fd, size, position))
-
-            ahead = read_next()
-            while ahead is not None:
-                chunk = await ahead
-                if not chunk:
-                    break
-                position += len(chunk)
-                ahead = read_next()
-                yield chunk
+            size = os.fstat(fd).st_size
+            end = size if length is None else min(size, offset + length)
+            if end <= offset:
+                return
+            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         finally:
-            if ahead is not None:  # the consumer stopped early: let the read finish first
-                with contextlib.suppress(Exception):
-                    await ahead
             os.close(fd)
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
+        view = memoryview(mapped)
+        for start in range(offset, end, _READ_CHUNK):
+            # The chunk may still be queued in the transport after we move on, so the map is
+            # left to the garbage collector rather than closed here.
+            yield view[start : min(start + _READ_CHUNK, end)]
 
     async def stat(self, path: str) -> int | None:
         try:

@@ -59,7 +59,7 @@ class MemoryDriver(StorageDriver):
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[bytes | memoryview]:
         try:
             content = self._store[path]
         except KeyError:

@@ -721,7 +721,7 @@ class S3Driver(StorageDriver):
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[bytes | memoryview]:
         """Ranged GETs, streamed in 1 MiB chunks. An upload in progress reads as its flushed
         bytes; if it is committed while being read, the read may fail with PathNotFound."""
         key = self._key(path)
