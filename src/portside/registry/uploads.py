@@ -40,6 +40,7 @@ __all__ = ["ContentRange", "UploadStatus", "Uploads", "parse_content_range"]
 log = structlog.get_logger(__name__)
 
 _BATCH = 8 << 20  # bytes handed to the hashing/writing threads at a time
+_SPARE_BUFFERS = 4  # idle batch buffers kept for reuse (32 MiB at most)
 _INLINE_HASH = 256 << 10  # smaller batches are hashed on the event loop (about 0.15 ms)
 _MAX_SESSIONS = 256  # open upload writers kept per process
 # Built once (see db.queries).
@@ -97,6 +98,7 @@ class Uploads:
         # purge age keeps an active upload safely young.
         self._touch_interval = min(60.0, purge_age_seconds / 4)
         self._touched: LRUCache[uuid.UUID, bool] = LRUCache(10_000, self._touch_interval)
+        self._spare_buffers: list[mmap.mmap] = []
         self._storage = storage
         self._blobs = blobs
         self._sessions: OrderedDict[uuid.UUID, _Session] = OrderedDict()
@@ -353,8 +355,7 @@ class Uploads:
                 view = memoryview(chunk)
                 while view:
                     if len(buffers) <= current:
-                        # Page-aligned (mmap), so the filesystem driver can use O_DIRECT.
-                        buffers.append(mmap.mmap(-1, size))
+                        buffers.append(self._take_buffer(size))
                     take = min(len(view), size - filled)
                     buffers[current][filled : filled + take] = view[:take]
                     filled += take
@@ -377,6 +378,17 @@ class Uploads:
                 with contextlib.suppress(Exception):
                     await session.writer.close()
                 raise
+        # Only after success: a failed batch may still be read by a worker thread.
+        for buffer in buffers:
+            if len(buffer) == _BATCH and len(self._spare_buffers) < _SPARE_BUFFERS:
+                self._spare_buffers.append(buffer)
+
+    def _take_buffer(self, size: int) -> mmap.mmap:
+        """A batch buffer: page-aligned (mmap) so the filesystem driver can use O_DIRECT, and
+        reused between uploads, since touching fresh memory is what VMs are slowest at."""
+        if size == _BATCH and self._spare_buffers:
+            return self._spare_buffers.pop()
+        return mmap.mmap(-1, size)
 
     async def _touch(self, upload_id: uuid.UUID) -> None:
         """Record activity, so the purge leaves the upload alone; at most once an interval."""
