@@ -94,13 +94,13 @@ class Uploads:
         self, db: Database, storage: StorageDriver, blobs: Blobs, purge_age_seconds: float
     ) -> None:
         self._db = db
+        self._storage = storage
+        self._blobs = blobs
         # Recording activity on every PATCH would cost a write per chunk; once per slice of the
         # purge age keeps an active upload safely young.
         self._touch_interval = min(60.0, purge_age_seconds / 4)
         self._touched: LRUCache[uuid.UUID, bool] = LRUCache(10_000, self._touch_interval)
         self._spare_buffers: list[mmap.mmap] = []
-        self._storage = storage
-        self._blobs = blobs
         self._sessions: OrderedDict[uuid.UUID, _Session] = OrderedDict()
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         # Which repository an upload belongs to never changes; remembered to skip a query.
@@ -181,12 +181,12 @@ class Uploads:
 
     async def _is_whole_small_body(self, upload_id: uuid.UUID, size_hint: int | None) -> bool:
         """The closing PUT carries the whole blob, and a small one (the common case for
-        configs and small layers): nothing was stored before it."""
+        configs and small layers): no upload key was ever stored."""
         return (
             size_hint is not None
             and size_hint <= _INLINE_HASH
             and upload_id not in self._sessions
-            and await self._stored_size(upload_id) == 0
+            and await self._storage.stat(upload_path(upload_id)) is None
         )
 
     async def _finish_small(
