@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.server import PortsideServer
@@ -93,6 +94,13 @@ def fresh_registry(tmp_path: Path) -> Iterator[PortsideServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def client(registry: PortsideServer) -> Iterator[httpx.Client]:
+    """An HTTP client on ``registry`` sending the admin's basic credentials."""
+    with registry.client() as client:
+        yield client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ referrers API with ``artifactType`` filtering and the ``OCI-Subject`` push heade
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -21,15 +20,8 @@ from tests.support.oci import (
     next_link,
     push_content,
 )
-from tests.support.server import PortsideServer
 
 TAGS = ["A", "a", "_b", "1", "latest", "Z9", "b-2", "b.1", "b_0", "v1.0.0", "TEST0", "test0"]
-
-
-@pytest.fixture
-def client(registry: PortsideServer) -> Iterator[httpx.Client]:
-    with registry.client() as client:
-        yield client
 
 
 @pytest.fixture

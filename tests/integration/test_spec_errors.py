@@ -4,7 +4,6 @@ manifests, manifests referring to content the repository lacks, size limits, hos
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import unquote
 
 import httpx
@@ -27,12 +26,6 @@ from tests.support.oci import (
     upload_url,
 )
 from tests.support.server import PortsideServer
-
-
-@pytest.fixture
-def client(registry: PortsideServer) -> Iterator[httpx.Client]:
-    with registry.client() as client:
-        yield client
 
 
 def _raw(registry: PortsideServer, method: str, target: str, **kwargs: object) -> httpx.Response:

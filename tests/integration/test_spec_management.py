@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -28,12 +27,6 @@ from tests.support.oci import (
     upload_url,
 )
 from tests.support.server import PortsideServer
-
-
-@pytest.fixture
-def client(registry: PortsideServer) -> Iterator[httpx.Client]:
-    with registry.client() as client:
-        yield client
 
 
 def _tags(client: httpx.Client, repo: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -28,15 +27,8 @@ from tests.support.oci import (
     push_content,
     random_blob,
 )
-from tests.support.server import PortsideServer
 
 MISSING_DIGEST = digest_of(b"portside: content nobody pushed")
-
-
-@pytest.fixture
-def client(registry: PortsideServer) -> Iterator[httpx.Client]:
-    with registry.client() as client:
-        yield client
 
 
 def _assert_manifest_response(

@@ -23,13 +23,6 @@ from tests.support.oci import (
     start_upload,
     upload_url,
 )
-from tests.support.server import PortsideServer
-
-
-@pytest.fixture
-def client(registry: PortsideServer) -> Iterator[httpx.Client]:
-    with registry.client() as client:
-        yield client
 
 
 def _assert_created(response: httpx.Response, repo: str, blob: Blob) -> None:
