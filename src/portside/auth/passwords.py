@@ -7,7 +7,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-__all__ = ["generate_password", "hash_password", "needs_rehash", "verify_password"]
+__all__ = ["generate_password", "hash_password", "verify_password"]
 
 _hasher = PasswordHasher()
 # Verified against when the account does not exist, so that case costs the same time.
@@ -24,10 +24,6 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
-
-
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
 
 
 def generate_password() -> str:

@@ -67,11 +67,9 @@ def _sqlite_read_only(dbapi_connection: Any, _record: Any) -> None:
 
 class Database:
     def __init__(self, url: str, pool_size: int = 10) -> None:
-        self.url = url
-        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         self._async_engine: AsyncEngine | None = None
         self._read_engine: Engine | None = None
-        if self.is_sqlite:
+        if make_url(url).get_backend_name() == "sqlite":
             sync_url = sqlite_sync_url(url)
             threads = {"check_same_thread": False}
             self._read_engine = create_engine(
@@ -87,12 +85,6 @@ class Database:
             self._async_engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
-
-    @property
-    def dialect_name(self) -> str:
-        engine = self._read_engine or self._async_engine
-        assert engine is not None
-        return engine.dialect.name
 
     async def read(self, query: Callable[[Connection], T]) -> T:
         """Run ``query`` on a connection; nothing it does is committed."""
@@ -170,9 +162,11 @@ class _GroupCommitWriter:
     def _commit(self, group: list[_Job]) -> None:
         try:
             outcomes = self._run_together(group)
-        except _GroupFailed:
-            # One transaction raised: run each on its own, so only that one fails.
-            outcomes = [self._run_alone(job) for job in group]
+        except _GroupFailed as failed:
+            if len(group) == 1:  # it ran alone already: its failure is the answer
+                outcomes = [(False, failed.__cause__)]
+            else:  # run each on its own, so only the failing one fails
+                outcomes = [self._run_alone(job) for job in group]
         for (_, future, loop), (ok, value) in zip(group, outcomes, strict=True):
             loop.call_soon_threadsafe(_settle, future, ok, value)
 

@@ -61,6 +61,14 @@ class UploadStatus:
     repository: str
     size: int
 
+    def headers(self) -> dict[str, str]:
+        """The spec's progress headers, sent with every upload response, 416 included."""
+        return {
+            "Location": f"/v2/{self.repository}/blobs/uploads/{self.id}",
+            "Range": f"0-{max(self.size - 1, 0)}",
+            "Docker-Upload-UUID": str(self.id),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ContentRange:
@@ -143,7 +151,12 @@ class Uploads:
             session = await self._session(upload_id)
             if content_range is not None:
                 if content_range.start != session.writer.size:
-                    raise self._range_error(upload_id, repository, session.writer.size)
+                    current = UploadStatus(upload_id, repository, session.writer.size)
+                    raise RegistryError(
+                        ErrorCode.RANGE_INVALID,
+                        f"chunk must start at byte {current.size}",
+                        headers=current.headers(),
+                    )
                 if content_length is not None and content_length != content_range.length:
                     raise RegistryError(
                         ErrorCode.SIZE_INVALID, "Content-Length does not match Content-Range"
@@ -411,14 +424,3 @@ class Uploads:
             await session.writer.close()
         await self._storage.delete(upload_path(upload_id))
         await self._db.write(lambda c: c.execute(_DELETE_UPLOAD, {"id": str(upload_id)}))
-
-    def _range_error(self, upload_id: uuid.UUID, repository: str, size: int) -> RegistryError:
-        return RegistryError(
-            ErrorCode.RANGE_INVALID,
-            f"chunk must start at byte {size}",
-            headers={
-                "Range": f"0-{max(size - 1, 0)}",
-                "Docker-Upload-UUID": str(upload_id),
-                "Location": f"/v2/{repository}/blobs/uploads/{upload_id}",
-            },
-        )

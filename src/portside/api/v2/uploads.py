@@ -19,12 +19,7 @@ __all__ = ["append", "cancel", "finish", "start", "status"]
 
 
 def _upload_headers(upload: UploadStatus) -> dict[str, str]:
-    return {
-        "Location": f"/v2/{upload.repository}/blobs/uploads/{upload.id}",
-        "Range": f"0-{max(upload.size - 1, 0)}",
-        "Docker-Upload-UUID": str(upload.id),
-        "Content-Length": "0",
-    }
+    return {**upload.headers(), "Content-Length": "0"}
 
 
 def _created(name: str, digest: Digest) -> Response:
