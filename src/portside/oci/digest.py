@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ALGORITHMS", "Digest", "DigestError", "new_hasher"]
+from portside.oci.errors import ErrorCode, RegistryError
+
+__all__ = ["ALGORITHMS", "Digest", "DigestError", "new_hasher", "parse_digest"]
 
 # hex length per algorithm; lower-case hex only, as the spec requires for these two
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -57,3 +59,12 @@ def new_hasher(algorithm: str = "sha256") -> Any:
     if algorithm not in ALGORITHMS:
         raise DigestError(f"unsupported digest algorithm {algorithm!r}", unsupported=True)
     return hashlib.new(algorithm)
+
+
+def parse_digest(value: str) -> Digest:
+    """A digest from a request. Raises ``DIGEST_INVALID`` (400), also for algorithms we do not
+    support, as the spec asks of pushes ("Pushing blobs")."""
+    try:
+        return Digest.parse(value)
+    except DigestError as exc:
+        raise RegistryError(ErrorCode.DIGEST_INVALID, str(exc)) from None

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, select
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now, upsert
 from portside.db.tables import blobs, manifest_references, manifests, repository_blobs, tags
-from portside.oci.digest import Digest, DigestError
+from portside.oci.digest import Digest, parse_digest
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.oci.manifest import ParsedManifest, parse_manifest
 from portside.oci.names import validate_tag
@@ -71,10 +71,7 @@ class Reference:
 def parse_reference(value: str) -> Reference:
     """A tag or a digest. Raises ``TAG_INVALID`` or ``DIGEST_INVALID``."""
     if ":" in value:
-        try:
-            return Reference(None, Digest.parse(value))
-        except DigestError as exc:
-            raise RegistryError(ErrorCode.DIGEST_INVALID, str(exc)) from None
+        return Reference(None, parse_digest(value))
     return Reference(validate_tag(value), None)
 
 

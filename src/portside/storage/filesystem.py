@@ -44,13 +44,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 _DIRECT_ALIGNMENT = 4096
 
 
@@ -177,7 +170,7 @@ class FilesystemDriver(StorageDriver):
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
             try:
-                _write_all(fd, data)
+                _pwrite_all(fd, data, 0)
                 os.fdatasync(fd)
             finally:
                 os.close(fd)

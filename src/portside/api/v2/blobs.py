@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from portside.api.v2.common import parse_digest
+from portside.oci.digest import parse_digest
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.registry.blobs import BlobContent, Blobs
 

@@ -7,21 +7,11 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
-from portside.oci.digest import Digest, DigestError
 from portside.oci.errors import ErrorCode, RegistryError
 
-__all__ = ["API_VERSION_HEADER", "Page", "parse_digest", "read_limited", "request_body"]
+__all__ = ["API_VERSION_HEADER", "Page", "content_length", "read_limited", "request_body"]
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
-
-
-def parse_digest(value: str) -> Digest:
-    """A digest from a URL or query. Raises ``DIGEST_INVALID`` (400), also for algorithms we do
-    not support, as the spec asks of pushes ("Pushing blobs")."""
-    try:
-        return Digest.parse(value)
-    except DigestError as exc:
-        raise RegistryError(ErrorCode.DIGEST_INVALID, str(exc)) from None
 
 
 def content_length(request: Request) -> int | None:

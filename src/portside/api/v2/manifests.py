@@ -5,8 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from portside.api.v2.common import Page, parse_digest, read_limited
+from portside.api.v2.common import Page, read_limited
 from portside.oci import mediatypes as mt
+from portside.oci.digest import parse_digest
 from portside.registry.manifests import parse_reference
 
 __all__ = ["delete", "get", "put", "referrers", "tag_list"]

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from portside.api.security import authorize
-from portside.api.v2.common import content_length, parse_digest, request_body
+from portside.api.v2.common import content_length, request_body
 from portside.auth.access import Principal, Scope
-from portside.oci.digest import Digest
+from portside.oci.digest import Digest, parse_digest
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.oci.names import validate_name
 from portside.registry.uploads import UploadStatus, parse_content_range
