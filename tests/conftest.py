@@ -78,6 +78,13 @@ def registry(
 ) -> Iterator[PortsideServer]:
     """A running Portside shared by the session's tests; use unique repository names."""
     for env in _backend_env(request, request.param):
+        # Every test calls from 127.0.0.1, and many test wrong passwords on purpose: the
+        # failed-login limits are tested on servers of their own (test_login_limits.py).
+        env = {
+            **env,
+            "PORTSIDE_AUTH__LOGIN_FAILURES_PER_ACCOUNT": "100000 per 5 minutes",
+            "PORTSIDE_AUTH__LOGIN_FAILURES_PER_ADDRESS": "100000 per 5 minutes",
+        }
         server = PortsideServer(tmp_path_factory.mktemp(f"portside-{request.param}"), env)
         server.start()
         try:

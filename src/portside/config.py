@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from limits import parse as parse_limit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from portside.audit.syslog import parse_syslog_address
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -43,6 +46,11 @@ class ServerSettings(_Section):
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
     shutdown_grace_seconds: float = Field(
         30, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed "
+        "(for audit client addresses and login limits). Empty: none.",
     )
 
     @model_validator(mode="after")
@@ -99,6 +107,74 @@ class AuthSettings(_Section):
     token_issuer: str = Field("portside-token-service", description="JWT iss claim.")
     token_service: str = Field("portside", description="Service name in challenges and aud.")
     realm: str = Field("Portside", description="Realm for HTTP basic challenges.")
+    robot_prefix: str = Field(
+        "robot$",
+        min_length=1,
+        max_length=32,
+        description="Prefix of every robot account name, as in Harbor.",
+    )
+    project_creation_restriction: Literal["adminonly", "everyone"] = Field(
+        "adminonly", description="Who may create projects: adminonly or everyone."
+    )
+    self_registration: bool = Field(
+        False, description="Whether anyone may create their own user account."
+    )
+    login_failures_per_account: str = Field(
+        "10 per 5 minutes",
+        description="Failed logins allowed per account before further attempts are refused.",
+    )
+    login_failures_per_address: str = Field(
+        "30 per 5 minutes",
+        description="Failed logins allowed per client address before it is refused.",
+    )
+    login_limit_storage: str = Field(
+        "memory://",
+        description="Where failed-login counters live: memory:// (one process) or "
+        "redis://host:port/db (shared by replicas).",
+    )
+    login_limit_key_prefix: str = Field(
+        "portside", description="Key prefix for the failed-login counters in Redis."
+    )
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> AuthSettings:
+        for key in ("login_failures_per_account", "login_failures_per_address"):
+            try:
+                parse_limit(getattr(self, key))
+            except ValueError:
+                raise ValueError(f"{key}: not a rate such as '10 per 5 minutes'") from None
+        if not self.login_limit_storage.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("login_limit_storage: must be memory:// or redis://...")
+        return self
+
+
+class QuotaSettings(_Section):
+    default_project_bytes: int = Field(
+        -1, ge=-1, description="Storage quota of new projects in bytes; -1 is unlimited."
+    )
+
+
+class AuditSettings(_Section):
+    retention_days: int = Field(
+        90, ge=0, description="Audit entries older than this are purged; 0 keeps them forever."
+    )
+    purge_interval_seconds: int = Field(
+        3600, ge=1, description="How often old audit entries are looked for."
+    )
+    syslog_address: str | None = Field(
+        None,
+        description="Also forward every entry to syslog: host:port (UDP) or a socket path "
+        "such as /dev/log.",
+    )
+
+    @model_validator(mode="after")
+    def _check_syslog(self) -> AuditSettings:
+        if self.syslog_address is not None:
+            try:
+                parse_syslog_address(self.syslog_address)
+            except ValueError as exc:
+                raise ValueError(f"syslog_address: {exc}") from None
+        return self
 
 
 class RegistrySettings(_Section):
@@ -113,8 +189,9 @@ class RegistrySettings(_Section):
     cache_ttl_seconds: float = Field(
         10,
         ge=0,
-        description="How long a replica may serve cached tag, manifest and blob lookups without "
-        "seeing another replica's change. Local changes are seen at once.",
+        description="How long a replica may serve cached tag, manifest and blob lookups and "
+        "access decisions without seeing another replica's change. Local changes are seen at "
+        "once.",
     )
 
 
@@ -133,6 +210,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     auth: AuthSettings = AuthSettings()
     registry: RegistrySettings = RegistrySettings()
+    quota: QuotaSettings = QuotaSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def database_url(self) -> str:

@@ -106,4 +106,8 @@ def run(settings: Settings) -> None:
         loop="uvloop",
         http=_KeepAliveHttp10Protocol,
         lifespan="on",
+        # Client addresses feed the audit log and the failed-login limits, so X-Forwarded-For
+        # is believed only from proxies named in server.trusted_proxies.
+        proxy_headers=bool(server.trusted_proxies),
+        forwarded_allow_ips=server.trusted_proxies or None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,17 @@ def anonymous(registry: PortsideServer) -> Iterator[httpx.Client]:
 def admin(registry: PortsideServer) -> Iterator[httpx.Client]:
     with registry.client() as client:
         yield client
+
+
+@pytest.fixture
+def private_repo(admin: httpx.Client) -> str:
+    """A repository name in a new private project (``library`` is public)."""
+    project = f"private-{secrets.token_hex(4)}"
+    response = admin.post(
+        "/api/v2.0/projects", json={"project_name": project, "metadata": {"public": "false"}}
+    )
+    assert response.status_code == 201, response.text
+    return f"{project}/t{secrets.token_hex(4)}"
 
 
 def _challenge(response: httpx.Response) -> dict[str, str]:
@@ -100,9 +112,20 @@ def test_v2_with_garbage_authorization_is_401(registry: PortsideServer, header: 
     assert_error(response, 401, "UNAUTHORIZED")
 
 
-def test_anonymous_pull_is_challenged_with_its_scope(
+def test_anonymous_pull_of_a_public_project_works(
     admin: httpx.Client, anonymous: httpx.Client, repo: str
 ) -> None:
+    push_content(admin, repo, image_manifest(), "v1")
+    assert anonymous.get(manifest_path(repo, "v1")).status_code == 200
+    response = anonymous.post(f"/v2/{repo}/blobs/uploads/")
+    assert_error(response, 401, "UNAUTHORIZED")
+    assert _challenge(response)["scope"] == f"repository:{repo}:push"
+
+
+def test_anonymous_pull_is_challenged_with_its_scope(
+    admin: httpx.Client, anonymous: httpx.Client, private_repo: str
+) -> None:
+    repo = private_repo
     push_content(admin, repo, image_manifest(), "v1")
     response = anonymous.get(manifest_path(repo, "v1"))
     assert_error(response, 401, "UNAUTHORIZED")
@@ -151,9 +174,19 @@ def test_token_with_wrong_password_is_401(registry: PortsideServer, repo: str) -
     assert_error(response, 401, "UNAUTHORIZED")
 
 
-def test_anonymous_token_grants_nothing(
+def test_anonymous_token_grants_pull_only_on_public_projects(
     registry: PortsideServer, admin: httpx.Client, repo: str
 ) -> None:
+    body = _token(registry, f"repository:{repo}:pull,push")
+    assert jwt_claims(body["token"])["access"] == [
+        {"type": "repository", "name": repo, "actions": ["pull"]}
+    ]
+
+
+def test_anonymous_token_grants_nothing_on_private_projects(
+    registry: PortsideServer, admin: httpx.Client, private_repo: str
+) -> None:
+    repo = private_repo
     push_content(admin, repo, image_manifest(), "v1")
     body = _token(registry, f"repository:{repo}:pull,push")
     assert jwt_claims(body["token"])["access"] == []

@@ -11,12 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from portside.api import token, v2
 from portside.api.errors import exception_handlers
+from portside.api.harbor import PREFIX, create_management_app
+from portside.api.harbor.bodylimit import BodyLimit
 from portside.api.logging import AccessLogMiddleware
 from portside.api.services import Services, build_services
+from portside.audit.purge import purge_loop
+from portside.audit.syslog import SyslogForwarder
+from portside.auth.accounts import ADMIN_USERNAME
 from portside.config import Settings
 
 __all__ = ["create_app"]
@@ -50,6 +55,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             ThreadPoolExecutor(max_workers=64, thread_name_prefix="portside-io")
         )
         await services.tokens.start()
+        if settings.audit.syslog_address:
+            services.audit.forward(SyslogForwarder(settings.audit.syslog_address))
+        await services.audit.start()
         admin_password = (
             settings.admin_password.get_secret_value() if settings.admin_password else None
         )
@@ -61,17 +69,25 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
                 "  It is shown only this once. Set PORTSIDE_ADMIN_PASSWORD to choose it.\n",
                 flush=True,
             )
+        admin = await services.accounts.principal(ADMIN_USERNAME)
+        await services.projects.ensure_library(
+            settings.quota.default_project_bytes, admin.id if admin else None
+        )
         purge = asyncio.create_task(_purge_uploads(services))
+        audit_purge = asyncio.create_task(purge_loop(services.db, services.audit, settings.audit))
         try:
             yield
         finally:
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
+            for task in (purge, audit_purge):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await services.close()
 
+    management = create_management_app(services)
     routes = [
         *v2.routes(),
+        Mount(PREFIX, app=BodyLimit(management)),
         Route("/service/token", token.token_get, methods=["GET"]),
         Route("/service/token", token.token_post, methods=["POST"]),
     ]

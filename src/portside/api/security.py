@@ -4,10 +4,12 @@ Credentials come as ``Authorization: Bearer <token>`` (from ``/service/token``) 
 ``Authorization: Basic`` (accepted directly, as distribution does). Without them the caller is
 anonymous and is asked to authenticate with a Bearer challenge naming the scope it needs.
 
-- Bearer: the token's ``access`` claim must grant the action; if not, 401 with
-  ``error="insufficient_scope"`` so the client can ask for a token with that scope.
+- Bearer: the token's ``access`` claim and the access policy must both grant the action; if
+  not, 401 with ``error="insufficient_scope"`` so the client can ask for a token with that scope.
 - Basic: the access policy decides; refusal is 403 ``DENIED``.
 - Anonymous: the access policy decides; refusal is a 401 challenge.
+
+Every refusal of an authenticated caller, and every login, is written to the audit log.
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ import structlog
 from starlette.requests import HTTPConnection
 
 from portside.auth.access import ANONYMOUS, Principal, Scope
-from portside.auth.tokens import TokenError
+from portside.auth.tokens import TokenClaims, TokenError
 from portside.oci.errors import ErrorCode, RegistryError
 
-__all__ = ["authorize", "base_url", "parse_basic", "principal_from_basic"]
+__all__ = [
+    "authenticate",
+    "authorize",
+    "base_url",
+    "client_address",
+    "login",
+    "parse_basic",
+    "principal_from_basic",
+]
 
 log = structlog.get_logger("portside.security")
 
@@ -71,54 +81,136 @@ def parse_basic(header: str) -> tuple[str, str] | None:
     username, sep, password = decoded.partition(":")
     if not sep or not username or len(username) > 255 or len(password) > 1024:
         return None
+    if not username.isprintable() or "\x00" in password:
+        return None  # no account has such a name, and databases refuse NUL
     return username, password
+
+
+def client_address(connection: HTTPConnection) -> str | None:
+    return connection.client.host if connection.client else None
+
+
+async def login(connection: HTTPConnection, username: str, password: str) -> Principal | None:
+    """Check a username (or robot name) and password: the one place every login goes through,
+    from ``/v2/``, ``/service/token`` and the management API.
+
+    Too many recent failures for the account or the client address refuse the attempt with
+    ``TOOMANYREQUESTS`` (with ``Retry-After``) before the password is looked at. Failures are
+    audited, and successes once a minute per account and address.
+    """
+    services = connection.app.state.services
+    address = client_address(connection)
+    if await services.login_limiter.blocked(username, address):
+        services.audit.record(
+            username, "login", "user", username, "failure", address, detail="rate limited"
+        )
+        wait = await services.login_limiter.retry_after(username, address)
+        raise RegistryError(
+            ErrorCode.TOOMANYREQUESTS,
+            "too many failed logins for this account or address; try again later",
+            headers={"Retry-After": str(wait)},
+        )
+    if services.robots.is_robot_name(username):
+        principal: Principal | None = await services.robots.authenticate(username, password)
+    else:
+        principal = await services.accounts.authenticate(username, password)
+    if principal is None:
+        await services.login_limiter.failed(username, address)
+        services.audit.record(username, "login", "user", username, "failure", address)
+        log.warning("authentication failed", username=username[:64], client=address)
+    else:
+        services.audit.login_succeeded(username, principal.kind, address)
+    return principal
 
 
 async def principal_from_basic(connection: HTTPConnection, header: str) -> Principal | None:
     credentials = parse_basic(header)
     if credentials is None:
         return None
-    principal: Principal | None = await connection.app.state.services.accounts.authenticate(
-        *credentials
-    )
-    if principal is None:
-        log.warning(
-            "authentication failed",
-            username=credentials[0][:64],
-            client=connection.client.host if connection.client else None,
-        )
-    return principal
+    return await login(connection, *credentials)
+
+
+async def principal_from_claims(connection: HTTPConnection, claims: TokenClaims) -> Principal:
+    """The account a token was issued to, as it is now. A deleted, disabled or expired account,
+    an account re-created under the same name, or a robot whose secret was refreshed since,
+    makes the token invalid."""
+    services = connection.app.state.services
+    found: Principal | None
+    if claims.kind == "anonymous":
+        found = ANONYMOUS
+    elif claims.kind == "robot":
+        found = await services.robots.principal(claims.subject, claims.version)
+    else:
+        found = await services.accounts.principal(claims.subject)
+    if found is None or found.id != claims.account_id:
+        raise TokenError("the token's account is no longer valid")
+    return found
+
+
+async def authenticate(connection: HTTPConnection) -> tuple[Principal, TokenClaims | None]:
+    """Who is calling, and the token they presented if any. Raises ``UNAUTHORIZED`` for
+    credentials that are present but wrong."""
+    header = connection.headers.get("authorization", "")
+    kind = header[:7].lower()
+    if kind == "bearer ":
+        services = connection.app.state.services
+        try:
+            claims = await services.tokens.verify(header[7:].strip())
+            return await principal_from_claims(connection, claims), claims
+        except TokenError:
+            raise _unauthorized(connection, None, "invalid_token") from None
+    if kind[:6] == "basic ":
+        found = await principal_from_basic(connection, header)
+        if found is None:
+            raise _unauthorized(connection, None)
+        return found, None
+    return ANONYMOUS, None
 
 
 async def authorize(connection: HTTPConnection, scope: Scope | None) -> Principal:
     """Return the caller if it may perform every action in ``scope``; with no scope, if it is
-    any authenticated account. Raises ``UNAUTHORIZED`` or ``DENIED`` otherwise."""
-    services = connection.app.state.services
+    any authenticated account. Raises ``UNAUTHORIZED`` or ``DENIED`` otherwise.
+
+    A token is an upper bound, never the whole answer: the policy is asked as well, so a removed
+    member or a disabled robot loses access before its token expires.
+    """
     header = connection.headers.get("authorization", "")
-    kind = header[:7].lower()
-    if kind == "bearer ":
-        try:
-            claims = await services.tokens.verify(header[7:].strip())
-        except TokenError:
-            raise _unauthorized(connection, scope, "invalid_token") from None
-        if scope is not None and not all(
-            claims.allows(scope.type, scope.name, a) for a in scope.actions
-        ):
-            raise _unauthorized(connection, scope, "insufficient_scope")
-        principal = Principal("user", claims.subject)
-    elif kind[:6] == "basic ":
-        found = await principal_from_basic(connection, header)
-        if found is None:
-            raise _unauthorized(connection, scope)
-        principal = found
-        if scope is not None and not await _granted(connection, principal, scope):
-            raise RegistryError(ErrorCode.DENIED)
-    else:
-        if scope is None or not await _granted(connection, ANONYMOUS, scope):
-            raise _unauthorized(connection, scope)
-        principal = ANONYMOUS
+    try:
+        principal, claims = await authenticate(connection)
+    except RegistryError as error:
+        if scope is not None and error.code is ErrorCode.UNAUTHORIZED:
+            bearer = header[:7].lower() == "bearer "
+            raise _unauthorized(connection, scope, "invalid_token" if bearer else None) from None
+        raise
     connection.scope.setdefault("state", {})["user"] = principal.name
+    if scope is None:
+        if not principal.is_authenticated:
+            raise _unauthorized(connection, None)
+        return principal
+    if claims is not None and not all(
+        claims.allows(scope.type, scope.name, a) for a in scope.actions
+    ):
+        raise _unauthorized(connection, scope, "insufficient_scope")
+    if not await _granted(connection, principal, scope):
+        _audit_denial(connection, principal, scope)
+        if claims is not None:
+            raise _unauthorized(connection, scope, "insufficient_scope")
+        if not principal.is_authenticated:
+            raise _unauthorized(connection, scope)
+        raise RegistryError(ErrorCode.DENIED)
     return principal
+
+
+def _audit_denial(connection: HTTPConnection, principal: Principal, scope: Scope) -> None:
+    connection.app.state.services.audit.record(
+        principal.name,
+        ",".join(sorted(scope.actions)),
+        scope.type,
+        scope.name,
+        "failure",
+        client_address(connection),
+        detail="access denied",
+    )
 
 
 async def _granted(connection: HTTPConnection, principal: Principal, scope: Scope) -> bool:

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portside.auth.access import AccessPolicy, AdminOnlyPolicy
+from portside.audit.log import AuditLog
 from portside.auth.accounts import Accounts
+from portside.auth.groups import UserGroups
+from portside.auth.policy import ProjectPolicy
+from portside.auth.ratelimit import LoginLimiter
+from portside.auth.robots import Robots
 from portside.auth.tokens import TokenService
 from portside.config import Settings
 from portside.db.engine import Database
+from portside.projects.members import Members
+from portside.projects.projects import Projects
+from portside.projects.quotas import ProjectQuotas
 from portside.registry.blobs import Blobs
 from portside.registry.manifests import Manifests
 from portside.registry.repositories import Repositories
@@ -32,10 +39,18 @@ class Services:
     uploads: Uploads
     manifests: Manifests
     accounts: Accounts
+    groups: UserGroups
+    robots: Robots
     tokens: TokenService
-    policy: AccessPolicy
+    projects: Projects
+    quotas: ProjectQuotas
+    members: Members
+    policy: ProjectPolicy
+    login_limiter: LoginLimiter
+    audit: AuditLog
 
     async def close(self) -> None:
+        await self.audit.close()
         await self.uploads.close()
         await self.storage.close()
         await self.db.close()
@@ -46,7 +61,12 @@ def build_services(settings: Settings) -> Services:
     storage = create_driver(settings)
     ttl = settings.registry.cache_ttl_seconds
     repositories = Repositories(db, ttl)
-    blobs = Blobs(db, storage, repositories, ttl)
+    projects = Projects(db, ttl)
+    quotas = ProjectQuotas(db, projects, ttl)
+    blobs = Blobs(db, storage, repositories, ttl, quotas=quotas)
+    members = Members(db)
+    robots = Robots(db, settings.auth.robot_prefix, ttl)
+    auth = settings.auth
     return Services(
         settings=settings,
         db=db,
@@ -54,13 +74,22 @@ def build_services(settings: Settings) -> Services:
         repositories=repositories,
         blobs=blobs,
         uploads=Uploads(db, storage, blobs, settings.registry.upload_purge_age_seconds),
-        manifests=Manifests(db, storage, repositories, settings.registry.max_manifest_bytes, ttl),
-        accounts=Accounts(db),
-        tokens=TokenService(
-            db,
-            settings.auth.token_issuer,
-            settings.auth.token_service,
-            settings.auth.token_ttl_seconds,
+        manifests=Manifests(
+            db, storage, repositories, settings.registry.max_manifest_bytes, ttl, quotas=quotas
         ),
-        policy=AdminOnlyPolicy(),
+        accounts=Accounts(db, ttl),
+        groups=UserGroups(db),
+        robots=robots,
+        tokens=TokenService(db, auth.token_issuer, auth.token_service, auth.token_ttl_seconds),
+        projects=projects,
+        quotas=quotas,
+        members=members,
+        policy=ProjectPolicy(projects, members, robots, ttl),
+        login_limiter=LoginLimiter(
+            auth.login_failures_per_account,
+            auth.login_failures_per_address,
+            auth.login_limit_storage,
+            auth.login_limit_key_prefix,
+        ),
+        audit=AuditLog(db),
     )

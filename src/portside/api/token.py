@@ -13,10 +13,10 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from portside.api.security import principal_from_basic
+from portside.api.security import client_address, login, principal_from_basic
 from portside.auth.access import ANONYMOUS, Principal, Scope, ScopeError
 from portside.oci.errors import ErrorCode, RegistryError
-from portside.oci.names import MAX_NAME_LENGTH
+from portside.oci.names import validate_name
 
 __all__ = ["token_get", "token_post"]
 
@@ -39,6 +39,14 @@ def _scopes(values: list[str]) -> list[Scope]:
     return scopes
 
 
+def _valid_name(name: str) -> bool:
+    try:
+        validate_name(name)
+    except RegistryError:
+        return False
+    return True
+
+
 def _unauthorized(request: Request) -> RegistryError:
     realm = request.app.state.services.settings.auth.realm
     return RegistryError(
@@ -56,12 +64,22 @@ async def _respond(
         raise RegistryError(ErrorCode.UNSUPPORTED, f"unknown service {service[:64]!r}", status=400)
     granted = []
     for scope in scopes:
-        if scope.type == "repository" and len(scope.name) > MAX_NAME_LENGTH:
+        if scope.type == "repository" and not _valid_name(scope.name):
             continue
         actions = await services.policy.granted(principal, scope)
         if actions:
             granted.append(Scope(scope.type, scope.name, actions))
     issued = services.tokens.issue(principal, granted)
+    if principal.is_authenticated:
+        services.audit.record(
+            principal.name,
+            "login",
+            principal.kind,
+            principal.name,
+            "success",
+            client_address(request),
+            detail="token: " + " ".join(str(s) for s in granted),
+        )
     log.info(
         "token issued",
         user=principal.name or "anonymous",
@@ -109,13 +127,8 @@ async def token_post(request: Request) -> Response:
             ErrorCode.UNSUPPORTED, "only grant_type=password is supported", status=400
         )
     username, password = form.get("username", [""])[0], form.get("password", [""])[0]
-    principal = (
-        await request.app.state.services.accounts.authenticate(username, password)
-        if username
-        else None
-    )
+    principal = await login(request, username[:255], password[:1024]) if username else None
     if principal is None:
-        log.warning("authentication failed", username=username[:64])
         raise _unauthorized(request)
     scopes = _scopes(form.get("scope", []))
     return await _respond(request, principal, scopes, form.get("service", [None])[0])

@@ -4,20 +4,18 @@ Every request on ``/v2/`` and every token request passes through :class:`AccessP
 policy lives in one place. Scopes follow the Docker token spec: ``type:name:action[,action]``,
 for example ``repository:library/alpine:pull,push`` or ``registry:catalog:*``.
 
-Issue 2's policy is :class:`AdminOnlyPolicy`: the system admin may do everything, everyone else
-nothing. Projects and roles replace it with a policy that reads memberships; its interface stays.
+The policy itself is :class:`portside.auth.policy.ProjectPolicy`; this module holds the
+vocabulary it and its callers share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 __all__ = [
     "ACTIONS",
     "ANONYMOUS",
-    "AccessPolicy",
-    "AdminOnlyPolicy",
     "Principal",
     "Scope",
     "ScopeError",
@@ -34,14 +32,22 @@ class ScopeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: Literal["user", "anonymous"]
+    """Who is calling. ``name`` is the username, or a robot's full name with its prefix;
+    ``version`` is a robot's secret version, which its tokens carry so a refresh revokes them."""
+
+    kind: Literal["user", "robot", "anonymous"]
     name: str
-    user_id: int | None = None
+    id: int | None = None
     is_admin: bool = False
+    version: int = 0
 
     @property
     def is_authenticated(self) -> bool:
         return self.kind != "anonymous"
+
+    @property
+    def is_robot(self) -> bool:
+        return self.kind == "robot"
 
 
 ANONYMOUS = Principal("anonymous", "")
@@ -67,19 +73,3 @@ class Scope:
 
     def allows(self, action: str) -> bool:
         return action in self.actions or "*" in self.actions
-
-
-class AccessPolicy(Protocol):
-    async def granted(self, principal: Principal, scope: Scope) -> frozenset[str]:
-        """The subset of ``scope.actions`` that ``principal`` may perform on ``scope``'s
-        resource. Must deny (return an empty set) anything it does not explicitly allow."""
-        ...
-
-
-class AdminOnlyPolicy:
-    """The system admin may do everything; every other principal nothing."""
-
-    async def granted(self, principal: Principal, scope: Scope) -> frozenset[str]:
-        if principal.is_admin:
-            return scope.actions
-        return frozenset()

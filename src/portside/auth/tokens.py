@@ -46,6 +46,9 @@ class IssuedToken:
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     subject: str
+    kind: str
+    account_id: int | None
+    version: int
     expires_at: float
     access: dict[tuple[str, str], frozenset[str]]
 
@@ -110,6 +113,13 @@ class TokenService:
             "nbf": issued - _LEEWAY_SECONDS,
             "exp": issued + self.ttl_seconds,
             "jti": secrets.token_urlsafe(12),
+            # Who the subject is, so a request with this token is checked against the
+            # account's current state: kind, and for robots the secret version.
+            # A deleted account re-created under the same name gets a new id: the old
+            # account's tokens must not work for it.
+            "kind": principal.kind,
+            "uid": principal.id,
+            "ver": principal.version,
             "access": [
                 {"type": s.type, "name": s.name, "actions": sorted(s.actions)} for s in granted
             ],
@@ -154,7 +164,14 @@ class TokenService:
             )
         except jwt.PyJWTError as exc:
             raise TokenError(str(exc)) from None
-        claims = TokenClaims(str(payload["sub"]), float(payload["exp"]), _access(payload))
+        kind, version, uid = payload.get("kind"), payload.get("ver"), payload.get("uid")
+        if kind not in ("user", "robot", "anonymous") or not isinstance(version, int):
+            raise TokenError("token does not name its subject's kind")
+        if uid is not None and not isinstance(uid, int):
+            raise TokenError("token has an invalid account id")
+        claims = TokenClaims(
+            str(payload["sub"]), kind, uid, version, float(payload["exp"]), _access(payload)
+        )
         self._verified.put(token, claims)
         return claims
 

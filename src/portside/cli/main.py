@@ -55,15 +55,23 @@ def serve(config: Path | None, host: str | None, port: int | None, data_dir: Pat
       server.public_url                   URL clients use, behind a reverse proxy
       server.tls_cert / server.tls_key    PEM files; enable HTTPS
       server.shutdown_grace_seconds       30
+      server.trusted_proxies              [] (believe X-Forwarded-For from these)
       log.level / log.format / log.access_log   info / json / true
       database.url / database.pool_size   SQLite in data_dir / 10
       storage.driver                      filesystem | s3 | memory
       storage.filesystem.root             data_dir/storage
       storage.s3.bucket / endpoint_url / region / access_key / secret_key / prefix
       auth.token_ttl_seconds / token_issuer / token_service / realm
+      auth.robot_prefix / project_creation_restriction / self_registration
+                                          robot$ / adminonly / false
+      auth.login_failures_per_account / login_failures_per_address
+                                          10 per 5 minutes / 30 per 5 minutes
+      auth.login_limit_storage / login_limit_key_prefix   memory:// / portside
       registry.max_manifest_bytes         4194304
       registry.upload_purge_age_seconds / upload_purge_interval_seconds   86400 / 3600
       registry.catalog_max_entries / cache_ttl_seconds                    1000 / 10
+      quota.default_project_bytes         -1 (unlimited)
+      audit.retention_days / purge_interval_seconds / syslog_address   90 / 3600 / unset
     """
     from portside.server import run
 

@@ -23,15 +23,25 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "audit_logs",
     "blobs",
     "manifest_references",
     "manifests",
     "metadata",
+    "project_blobs",
+    "project_members",
+    "project_metadata",
+    "projects",
+    "quotas",
     "repositories",
     "repository_blobs",
+    "robot_permissions",
+    "robots",
     "signing_keys",
     "tags",
     "uploads",
+    "usergroup_users",
+    "usergroups",
     "users",
 ]
 
@@ -43,6 +53,11 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+# Tables whose ids name an identity (tokens carry account ids; caches and audit entries carry
+# project ids) use sqlite_autoincrement, so SQLite never hands a deleted row's id to a new one,
+# as PostgreSQL's sequences never do.
 
 
 def ordered_name(length: int) -> String:
@@ -63,8 +78,142 @@ users = Table(
     Column("realname", String(255), nullable=True),
     Column("password_hash", String(255), nullable=False),
     Column("sysadmin_flag", Boolean, nullable=False, default=False),
+    Column("comment", String(1024), nullable=True),
     _timestamp("created_at"),
     _timestamp("updated_at"),
+    sqlite_autoincrement=True,
+)
+
+# Harbor's group types: 1 LDAP, 2 HTTP, 3 OIDC. Portside's local groups use type 2 ("HTTP"),
+# and their members are listed in usergroup_users.
+usergroups = Table(
+    "usergroups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("group_name", String(255), nullable=False, unique=True),
+    Column("group_type", Integer, nullable=False),
+    Column("ldap_group_dn", String(512), nullable=True),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    sqlite_autoincrement=True,
+)
+
+usergroup_users = Table(
+    "usergroup_users",
+    metadata,
+    Column("group_id", Integer, ForeignKey("usergroups.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_usergroup_users_user_id", "user_id"),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", ordered_name(255), nullable=False, unique=True),
+    Column("owner_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    sqlite_autoincrement=True,
+)
+
+# Harbor's project metadata: string values under fixed keys ("public", "auto_scan", ...).
+project_metadata = Table(
+    "project_metadata",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+# entity_type "u" (user) or "g" (group); role is Harbor's role id (1 projectAdmin, 2 developer,
+# 3 guest, 4 maintainer, 5 limitedGuest).
+project_members = Table(
+    "project_members",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("entity_id", Integer, nullable=False),
+    Column("entity_type", String(1), nullable=False),
+    Column("role", Integer, nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    UniqueConstraint("project_id", "entity_id", "entity_type"),
+    Index("ix_project_members_entity", "entity_type", "entity_id"),
+    sqlite_autoincrement=True,
+)
+
+# A robot's name is stored without the configurable prefix; project robots are named
+# "<project>+<name>" as in Harbor. secret_version changes on every refresh, and tokens carry
+# it, so a refresh invalidates every token issued before it.
+robots = Table(
+    "robots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", String(1024), nullable=True),
+    Column("level", String(16), nullable=False),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    Column("secret_hash", String(255), nullable=False),
+    Column("secret_version", Integer, nullable=False),
+    Column("duration_days", Integer, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("disabled", Boolean, nullable=False),
+    Column("creator", String(255), nullable=True),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    sqlite_autoincrement=True,
+)
+
+# One row per permission block of a robot: kind "project" with a project name (or "*") as
+# namespace, and the access list as JSON [{"resource", "action", "effect"}].
+robot_permissions = Table(
+    "robot_permissions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("robot_id", Integer, ForeignKey("robots.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("namespace", String(255), nullable=False),
+    Column("access", Text, nullable=False),
+    Index("ix_robot_permissions_robot_id", "robot_id"),
+)
+
+# hard_bytes -1 means unlimited.
+quotas = Table(
+    "quotas",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("hard_bytes", BigInteger, nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+)
+
+# The unique blobs a project stores, each counted once towards its quota. Usage is the sum of
+# sizes here: no shared counter row that every push would have to update.
+project_blobs = Table(
+    "project_blobs",
+    metadata,
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(150), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    _timestamp("created_at"),
+)
+
+audit_logs = Table(
+    "audit_logs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("op_time", DateTime(timezone=True), nullable=False),
+    Column("username", String(255), nullable=False),
+    Column("operation", String(32), nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource", String(512), nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("client_ip", String(64), nullable=True),
+    Column("project_id", Integer, nullable=True),
+    Column("detail", String(1024), nullable=True),
+    Index("ix_audit_logs_op_time", "op_time"),
+    Index("ix_audit_logs_project_id", "project_id", "op_time"),
 )
 
 signing_keys = Table(
@@ -81,7 +230,10 @@ repositories = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", ordered_name(255), nullable=False, unique=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    Column("description", Text, nullable=True),
     _timestamp("created_at"),
+    Index("ix_repositories_project_id", "project_id"),
 )
 
 blobs = Table(

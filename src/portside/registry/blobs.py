@@ -3,6 +3,10 @@
 A blob's bytes are stored once (``storage.layout.blob_path``); a row in ``repository_blobs``
 links it to each repository that pushed or mounted it. Deleting a blob from a repository only
 removes the link; the bytes are left for garbage collection.
+
+Linking counts the blob towards its project's quota, and unlinking stops counting it once nothing
+in the project references it, both in the transaction that changes the link
+(:mod:`portside.projects.quotas`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from portside.db.queries import insert_ignore, now
 from portside.db.tables import blobs, repositories, repository_blobs
 from portside.oci.digest import Digest
 from portside.oci.errors import ErrorCode, RegistryError
+from portside.projects.quotas import ProjectQuotas, release_unreferenced
 from portside.registry.cache import LRUCache
 from portside.registry.repositories import Repositories
 from portside.storage.base import StorageDriver
@@ -38,6 +43,10 @@ _SIZE_IN_REPOSITORY = (
         repository_blobs.c.digest == bindparam("digest"),
     )
 )
+_UNLINK = delete(repository_blobs).where(
+    repository_blobs.c.repository_id == bindparam("repository_id"),
+    repository_blobs.c.digest == bindparam("digest"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +61,21 @@ class BlobContent:
 
 class Blobs:
     def __init__(
-        self, db: Database, storage: StorageDriver, repos: Repositories, cache_ttl: float
+        self,
+        db: Database,
+        storage: StorageDriver,
+        repos: Repositories,
+        cache_ttl: float,
+        *,
+        quotas: ProjectQuotas,
     ) -> None:
         self._db = db
         self._storage = storage
-        self._repos = repos
+        self.repositories = repos
+        self.quotas = quotas
         # (repository, digest) -> size; only positive answers are cached.
         self._linked: LRUCache[tuple[str, str], int] = LRUCache(100_000, cache_ttl)
+        repos.on_delete(lambda _name: self._linked.clear())
 
     async def size_in(self, repository: str, digest: Digest) -> int | None:
         """Size of the blob if ``repository`` may serve it, else None."""
@@ -99,27 +116,36 @@ class Blobs:
         """Record (inside the caller's transaction) that ``repository`` holds ``digest``.
 
         The bytes must already be durably in storage: rows never point at missing content.
+        Raises :class:`~portside.projects.quotas.QuotaExceeded` when the blob is new to the
+        project and does not fit its quota; the caller's transaction must then roll back.
         """
-        repository_id = self._repos.ensure(connection, repository)
+        ids = self.repositories.ensure(connection, repository)
         insert_ignore(connection, blobs, digest=str(digest), size=size, created_at=now())
-        insert_ignore(
+        if insert_ignore(
             connection,
             repository_blobs,
-            repository_id=repository_id,
+            repository_id=ids.id,
             digest=str(digest),
             created_at=now(),
-        )
+        ):  # new to the repository, maybe to the project (a repository's blobs are counted)
+            self.quotas.charge(
+                connection, ids.project_id, repository, str(digest), size, "this blob"
+            )
 
     async def unlink(self, repository: str, digest: Digest) -> None:
         """Remove ``digest`` from ``repository``. Raises ``BLOB_UNKNOWN`` if it was not there."""
-        repository_id = await self._repos.id_of(repository)
-        if repository_id is None:
+        ids = await self.repositories.ids_of(repository)
+        if ids is None:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
-        statement = delete(repository_blobs).where(
-            repository_blobs.c.repository_id == repository_id,
-            repository_blobs.c.digest == str(digest),
-        )
-        deleted = await self._db.write(lambda c: c.execute(statement).rowcount)
+        params = {"repository_id": ids.id, "digest": str(digest)}
+
+        def remove(connection: Connection) -> bool:
+            if not connection.execute(_UNLINK, params).rowcount:
+                return False
+            release_unreferenced(connection, ids.project_id, [str(digest)])
+            return True
+
+        deleted = await self._db.write(remove)
         self._linked.discard((repository, str(digest)))
         if not deleted:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})

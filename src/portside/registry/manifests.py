@@ -4,6 +4,10 @@ and the referrers index.
 Manifest bytes are stored once per digest in blob storage and returned byte for byte; the row in
 ``manifests`` records which repository holds it, its media type, subject and artifact type.
 Tags live only in the database.
+
+A manifest's bytes count towards its project's quota like a blob's: pushing one that does not fit
+is refused before its bytes are stored (an estimate) and when its row is inserted (the decision);
+deleting one stops counting it once nothing else in the project references its digest.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from portside.oci.digest import Digest, parse_digest
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.oci.manifest import ParsedManifest, parse_manifest
 from portside.oci.names import validate_tag
+from portside.projects.quotas import ProjectQuotas, release_unreferenced
 from portside.registry.cache import LRUCache
-from portside.registry.repositories import Repositories
+from portside.registry.repositories import Repositories, RepositoryIds
 from portside.storage.base import PathNotFound, StorageDriver
 from portside.storage.layout import blob_path
 
@@ -96,10 +101,13 @@ class Manifests:
         repos: Repositories,
         max_bytes: int,
         cache_ttl: float,
+        *,
+        quotas: ProjectQuotas,
     ) -> None:
         self._db = db
         self._storage = storage
         self._repos = repos
+        self._quotas = quotas
         self.max_bytes = max_bytes
         self._by_tag: LRUCache[tuple[str, str], ManifestRecord] = LRUCache(50_000, cache_ttl)
         self._by_digest: LRUCache[tuple[str, str], ManifestRecord] = LRUCache(50_000, cache_ttl)
@@ -107,6 +115,12 @@ class Manifests:
         self._bodies: LRUCache[str, bytes] = LRUCache(2048, float("inf"))
         # Each repository's whole sorted tag list; dropped by every local tag change.
         self._tag_lists: LRUCache[str, list[str]] = LRUCache(64, cache_ttl)
+        repos.on_delete(self._forget_repository)
+
+    def _forget_repository(self, _name: str) -> None:
+        self._by_tag.clear()
+        self._by_digest.clear()
+        self._tag_lists.clear()
 
     # -- pull --------------------------------------------------------------------------------
 
@@ -175,19 +189,22 @@ class Manifests:
             await self._db.read(lambda c: self._check_references(c, known_id, parsed))
         elif any(not d.foreign for d in parsed.blobs) or parsed.manifests:
             self._check_references_missing_repository(parsed)
+        room = await self._quotas.room_for(repository, str(digest))
+        if room is not None and len(raw) > room.left:
+            raise room.refuse(len(raw), "this manifest")
         # Bytes first, rows second: a crash leaves an orphan blob, never a dangling row.
         if await self._storage.stat(blob_path(digest)) is None:
             await self._storage.put(blob_path(digest), raw)
 
         def store_rows(connection: Connection) -> None:
-            repository_id = self._repos.ensure(connection, repository)
-            self._check_references(connection, repository_id, parsed)
-            manifest_id = self._insert(connection, repository_id, digest, raw, parsed)
+            ids = self._repos.ensure(connection, repository)
+            self._check_references(connection, ids.id, parsed)
+            manifest_id = self._insert(connection, ids, repository, digest, raw, parsed)
             if reference.tag is not None:
                 upsert(
                     connection,
                     tags,
-                    {"repository_id": repository_id, "name": reference.tag},
+                    {"repository_id": ids.id, "name": reference.tag},
                     {"manifest_id": manifest_id, "updated_at": now()},
                 )
 
@@ -228,11 +245,15 @@ class Manifests:
     def _insert(
         self,
         connection: Connection,
-        repository_id: int,
+        ids: RepositoryIds,
+        repository: str,
         digest: Digest,
         raw: bytes,
         parsed: ParsedManifest,
     ) -> int:
+        """Insert the manifest row (if new) and what it references, and count it towards the
+        project's quota. Raises ``QuotaExceeded``: the caller's transaction then rolls back."""
+        repository_id = ids.id
         stamp = now()
         insert_ignore(connection, blobs, digest=str(digest), size=len(raw), created_at=stamp)
         inserted = insert_ignore(
@@ -252,6 +273,9 @@ class Manifests:
         )
         assert manifest_id is not None
         if inserted:
+            self._quotas.charge(
+                connection, ids.project_id, repository, str(digest), len(raw), "this manifest"
+            )
             references = {(str(d.digest), "blob") for d in parsed.blobs} | {
                 (str(d.digest), "manifest") for d in parsed.manifests
             }
@@ -269,19 +293,27 @@ class Manifests:
 
         Raises ``MANIFEST_UNKNOWN`` when there is nothing to delete.
         """
-        repository_id = await self._repos.id_of(repository)
+        ids = await self._repos.ids_of(repository)
         deleted = 0
-        if repository_id is not None:
+        if ids is not None:
             if reference.tag is not None:
                 statement = delete(tags).where(
-                    tags.c.repository_id == repository_id, tags.c.name == reference.tag
+                    tags.c.repository_id == ids.id, tags.c.name == reference.tag
                 )
             else:
                 statement = delete(manifests).where(
-                    manifests.c.repository_id == repository_id,
+                    manifests.c.repository_id == ids.id,
                     manifests.c.digest == str(reference.digest),
                 )
-            deleted = await self._db.write(lambda c: c.execute(statement).rowcount)
+            project_id = ids.project_id
+
+            def remove(connection: Connection) -> int:
+                count = int(connection.execute(statement).rowcount)
+                if count and reference.digest is not None:
+                    release_unreferenced(connection, project_id, [str(reference.digest)])
+                return count
+
+            deleted = await self._db.write(remove)
         self._tag_lists.discard(repository)
         if reference.tag is not None:
             self._by_tag.discard((repository, reference.tag))

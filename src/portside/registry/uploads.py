@@ -7,6 +7,11 @@ progress: after a restart, or on another replica, the upload continues after the
 Hashing is incremental: each process keeps a hasher per upload it is serving, fed as the bytes
 arrive, so the closing PUT does not read the data again. Only when that state is missing (after
 a restart, or when another replica took part of the upload) is the stored prefix re-hashed once.
+
+Quotas: in a project with a storage limit, an upload whose bytes (declared or received so far)
+would not fit what the project has left is refused with ``DENIED`` and discarded, mid-push if need
+be. The final decision is taken when the blob is linked (:mod:`portside.projects.quotas`); a push
+refused there is discarded too, leaving no row behind.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from portside.db.queries import now
 from portside.db.tables import uploads
 from portside.oci.digest import Digest, new_hasher
 from portside.oci.errors import ErrorCode, RegistryError
+from portside.projects.quotas import QuotaExceeded, Room
 from portside.registry.blobs import Blobs
 from portside.registry.cache import LRUCache
 from portside.storage.base import StorageDriver, Writer
@@ -104,6 +110,8 @@ class Uploads:
         self._db = db
         self._storage = storage
         self._blobs = blobs
+        self._repos = blobs.repositories
+        self._quotas = blobs.quotas
         # Recording activity on every PATCH would cost a write per chunk; once per slice of the
         # purge age keeps an active upload safely young.
         self._touch_interval = min(60.0, purge_age_seconds / 4)
@@ -147,6 +155,7 @@ class Uploads:
         """Append a PATCH body. With ``content_range`` it must start at the current size (else
         ``RANGE_INVALID``, 416) and match ``content_length`` when both are given."""
         await self._require_row(repository, upload_id)
+        room = await self._quotas.room_for(repository)
         async with self._lock(upload_id):
             session = await self._session(upload_id)
             if content_range is not None:
@@ -161,7 +170,11 @@ class Uploads:
                     raise RegistryError(
                         ErrorCode.SIZE_INVALID, "Content-Length does not match Content-Range"
                     )
-            await self._pump(upload_id, session, body, content_length)
+            try:
+                await self._pump(upload_id, session, body, content_length, room)
+            except QuotaExceeded:
+                await self._discard(upload_id)
+                raise
             size = session.writer.size
         await self._touch(upload_id)
         return UploadStatus(upload_id, repository, size)
@@ -177,17 +190,28 @@ class Uploads:
         """Append the closing PUT's body, verify ``digest`` and make the blob part of
         ``repository``. Returns the blob size. A digest mismatch discards the upload."""
         await self._require_row(repository, upload_id)
+        # Only a blob new to the project needs room (None: no limit applies).
+        room = await self._quotas.room_for(repository, str(digest))
+        await self._repos.ids_of(repository)  # cached: the link then needs no lookup
         async with self._lock(upload_id):
-            if await self._is_whole_small_body(upload_id, size_hint):
-                size = await self._finish_small(upload_id, digest, body)
-            else:
-                size = await self._finish_streamed(upload_id, digest, body, size_hint)
 
             def store_rows(connection: Connection) -> None:
                 self._blobs.link(connection, repository, digest, size)
                 connection.execute(_DELETE_UPLOAD, {"id": str(upload_id)})
 
-            await self._db.write(store_rows)
+            try:
+                if await self._is_whole_small_body(upload_id, size_hint):
+                    size = await self._finish_small(upload_id, digest, body, room)
+                else:
+                    size = await self._finish_streamed(upload_id, digest, body, size_hint, room)
+                await self._db.write(store_rows)
+            except QuotaExceeded:
+                # Refused before the bytes were kept or, when another push took the room
+                # first, by the link: nothing is linked. Bytes already moved to their blob key
+                # stay unreferenced, for garbage collection (another project may share them).
+                await self._discard(upload_id)
+                self._locks.pop(upload_id, None)
+                raise
         self._owners.discard(upload_id)
         self._locks.pop(upload_id, None)
         return size
@@ -203,10 +227,12 @@ class Uploads:
         )
 
     async def _finish_small(
-        self, upload_id: uuid.UUID, digest: Digest, body: AsyncIterator[bytes]
+        self, upload_id: uuid.UUID, digest: Digest, body: AsyncIterator[bytes], room: Room | None
     ) -> int:
         """Verify and store a small whole blob in one durable ``put``, skipping the upload key."""
         data = b"".join([chunk async for chunk in body])
+        if room is not None and len(data) > room.left:
+            raise room.refuse(len(data), "this blob")
         await self._verify(upload_id, digest, Digest.of(data, digest.algorithm))
         if await self._storage.stat(blob_path(digest)) is None:
             await self._storage.put(blob_path(digest), data)
@@ -218,9 +244,10 @@ class Uploads:
         digest: Digest,
         body: AsyncIterator[bytes],
         size_hint: int | None,
+        room: Room | None,
     ) -> int:
         session = await self._session(upload_id)
-        await self._pump(upload_id, session, body, size_hint)
+        await self._pump(upload_id, session, body, size_hint, room)
         await self._verify(
             upload_id, digest, await self._digest_of(upload_id, session, digest.algorithm)
         )
@@ -251,6 +278,10 @@ class Uploads:
         size = await self._blobs.size_in(source, digest)
         if size is None:
             return None
+        room = await self._quotas.room_for(repository, str(digest))
+        if room is not None and size > room.left:
+            raise room.refuse(size, "this blob")
+        await self._repos.ids_of(repository)  # cached: the link then needs no lookup
         await self._db.write(lambda c: self._blobs.link(c, repository, digest, size))
         return size
 
@@ -333,15 +364,23 @@ class Uploads:
         session: _Session,
         body: AsyncIterator[bytes],
         size_hint: int | None = None,
+        room: Room | None = None,
     ) -> None:
         """Stream ``body`` into the upload, hashing and writing each batch in worker threads
         while the next batch is received. Of a large body cut off by a client disconnect, the
         batches received are kept; a small one (up to 256 KiB) is stored whole or not at all.
 
+        With ``room`` (a project quota applies), raises ``QuotaExceeded`` as soon as the upload's
+        size, counting ``size_hint`` up front, would pass what the project has left; the caller
+        discards the upload.
+
         Two batch buffers take turns, so receiving copies each byte once and never regrows a
         buffer: one is filled while the other is hashed and written. ``size_hint`` (the
         Content-Length) keeps them small for small bodies.
         """
+        start = session.writer.size
+        if room is not None and size_hint is not None and start + size_hint > room.left:
+            raise room.refuse(start + size_hint, "this upload")
         size = min(_BATCH, size_hint) if size_hint else _BATCH
         buffers: list[mmap.mmap] = []
         current, filled = 0, 0
@@ -364,7 +403,11 @@ class Uploads:
                 if small:
                     await consume(memoryview(small))
                 return
+            received = 0
             async for chunk in body:
+                received += len(chunk)
+                if room is not None and start + received > room.left:
+                    raise room.refuse(start + received, "this upload")
                 view = memoryview(chunk)
                 while view:
                     if len(buffers) <= current:

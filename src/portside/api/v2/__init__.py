@@ -1,7 +1,8 @@
 """The OCI distribution API (``/v2/``): the route table, with the access each route needs.
 
 Every route names the action it requires; :func:`_guarded` runs the access gate before the
-handler, so no handler can forget it, and a route without an action cannot be declared.
+handler, so no handler can forget it, and a route without an action cannot be declared. Pushes
+must go into an existing project; the refusal says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from starlette.routing import Route
 from portside.api.security import authorize
 from portside.api.v2 import base, blobs, manifests, uploads
 from portside.auth.access import Scope
+from portside.oci.errors import ErrorCode, RegistryError
 from portside.oci.names import validate_name
+from portside.projects.projects import project_of
 
 __all__ = ["routes"]
 
@@ -26,14 +29,34 @@ Action = Literal["pull", "push", "delete"]
 
 def _guarded(handler: Handler, action: Action) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        if b"%2f" in request.scope.get("raw_path", b"").lower():
+            raise RegistryError(ErrorCode.NAME_INVALID, "encoded '/' in the request path")
         name = validate_name(request.path_params["name"])
-        request.state.principal = await authorize(
-            request, Scope("repository", name, frozenset({action}))
-        )
+        scope = Scope("repository", name, frozenset({action}))
+        try:
+            principal = await authorize(request, scope)
+        except RegistryError as error:
+            # A caller with credentials pushing outside any project learns why it failed.
+            if action == "push" and "authorization" in request.headers:
+                await _require_project(request, name)
+            raise error from None
+        if action == "push" and principal.is_admin:
+            await _require_project(request, name)
+        request.state.principal = principal
         return await handler(request, name)
 
     endpoint.__name__ = handler.__name__
     return endpoint
+
+
+async def _require_project(request: Request, repository: str) -> None:
+    project = project_of(repository)
+    if await request.app.state.services.projects.get(project) is None:
+        raise RegistryError(
+            ErrorCode.NAME_UNKNOWN,
+            f"project {project!r} does not exist; create it before pushing to it",
+            detail={"project": project},
+        )
 
 
 def _route(path: str, handler: Handler, methods: list[str], action: Action) -> Route:

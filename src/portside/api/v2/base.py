@@ -21,10 +21,11 @@ async def api_version(request: Request) -> Response:
 
 
 async def catalog(request: Request) -> Response:
-    await authorize(request, _CATALOG_SCOPE)
+    principal = await authorize(request, _CATALOG_SCOPE)
     services = request.app.state.services
+    visible = await services.policy.visible_project_ids(principal)
     limit = services.settings.registry.catalog_max_entries
     page = Page(request, limit, default=limit)
-    names = [] if page.empty else await services.repositories.names(page.fetch, page.last)
+    names = [] if page.empty else await services.repositories.names(page.fetch, page.last, visible)
     items, headers = page.trim(names)
     return JSONResponse({"repositories": items}, headers=headers)

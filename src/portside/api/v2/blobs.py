@@ -1,4 +1,5 @@
-"""Blob GET/HEAD (with ``Range``) and DELETE."""
+"""Blob GET/HEAD (with ``Range``) and DELETE. A blob delete is audited; downloads are not
+(a pull is audited once, at its manifest GET, as Harbor does)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from portside.api.v2.manifests import audit_artifact
 from portside.oci.digest import parse_digest
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.registry.blobs import BlobContent, Blobs
@@ -107,4 +109,5 @@ async def get(request: Request, name: str) -> Response:
 async def delete(request: Request, name: str) -> Response:
     digest = parse_digest(request.path_params["digest"])
     await request.app.state.services.blobs.unlink(name, digest)
+    audit_artifact(request, name, "delete", "blob", f"{name}@{digest}")
     return Response(status_code=202, headers={"Docker-Content-Digest": str(digest)})

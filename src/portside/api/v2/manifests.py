@@ -1,16 +1,50 @@
-"""Manifest GET/HEAD/PUT/DELETE, tag listing and the referrers API."""
+"""Manifest GET/HEAD/PUT/DELETE, tag listing and the referrers API.
+
+Pushes, pulls and deletes are written to the audit log, as Harbor does: a pull is a manifest
+GET (not a HEAD, not a blob download). Recording only queues the entry; the project is named
+and resolved to its id later, so the hot path waits for nothing.
+"""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from portside.api.security import client_address
 from portside.api.v2.common import Page, read_limited
 from portside.oci import mediatypes as mt
-from portside.oci.digest import parse_digest
-from portside.registry.manifests import parse_reference
+from portside.oci.digest import Digest, parse_digest
+from portside.projects.projects import project_of
+from portside.registry.manifests import Reference, parse_reference
 
-__all__ = ["delete", "get", "put", "referrers", "tag_list"]
+__all__ = ["audit_artifact", "delete", "get", "put", "referrers", "tag_list"]
+
+
+def audit_artifact(
+    request: Request,
+    name: str,
+    operation: str,
+    resource_type: str,
+    resource: str,
+    detail: str | None = None,
+) -> None:
+    """Queue a successful registry operation for the audit log, as the caller the gate let in."""
+    principal = getattr(request.state, "principal", None)
+    request.app.state.services.audit.record(
+        principal.name if principal is not None else "",
+        operation,
+        resource_type,
+        resource,
+        "success",
+        client_address(request),
+        detail=detail,
+        project=project_of(name),
+    )
+
+
+def _artifact(name: str, reference: Reference, digest: Digest) -> str:
+    """``repo:tag`` when addressed by tag, else ``repo@digest`` (Harbor's resource names)."""
+    return f"{name}:{reference.tag}" if reference.tag is not None else f"{name}@{digest}"
 
 
 async def get(request: Request, name: str) -> Response:
@@ -25,6 +59,14 @@ async def get(request: Request, name: str) -> Response:
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers, media_type=record.media_type)
     body = await manifests.body(record)
+    audit_artifact(
+        request,
+        name,
+        "pull",
+        "artifact",
+        _artifact(name, reference, record.digest),
+        str(record.digest) if reference.tag is not None else None,
+    )
     return Response(body, status_code=200, headers=headers, media_type=record.media_type)
 
 
@@ -39,12 +81,24 @@ async def put(request: Request, name: str) -> Response:
     }
     if pushed.subject is not None:
         headers["OCI-Subject"] = str(pushed.subject)
+    audit_artifact(
+        request,
+        name,
+        "push",
+        "artifact",
+        _artifact(name, reference, pushed.digest),
+        str(pushed.digest) if reference.tag is not None else None,
+    )
     return Response(status_code=201, headers=headers)
 
 
 async def delete(request: Request, name: str) -> Response:
     reference = parse_reference(request.path_params["reference"])
     await request.app.state.services.manifests.delete(name, reference)
+    if reference.tag is not None:
+        audit_artifact(request, name, "delete", "tag", f"{name}:{reference.tag}")
+    else:
+        audit_artifact(request, name, "delete", "artifact", f"{name}@{reference.digest}")
     return Response(status_code=202)
 
 

@@ -42,9 +42,6 @@ def _upload_id(request: Request) -> uuid.UUID:
 async def _may_pull(request: Request, principal: Principal, repository: str) -> bool:
     """Whether the caller may read ``repository``, asked of the same access policy."""
     services = request.app.state.services
-    if not principal.is_authenticated or principal.user_id is None:
-        found = await services.accounts.principal_by_name(principal.name)
-        principal = found or principal
     scope = Scope("repository", repository, frozenset({"pull"}))
     return "pull" in await services.policy.granted(principal, scope)
 

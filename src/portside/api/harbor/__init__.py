@@ -1,0 +1,48 @@
+"""The Harbor-compatible management API, served under ``/api/v2.0``.
+
+A FastAPI application mounted into the main app: FastAPI builds the OpenAPI document from the
+same pydantic models that validate requests. Errors always use Harbor's envelope
+(:mod:`.errors`), and every route asks :mod:`.access` before doing anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from portside.api.harbor import audit_logs, members, projects, quotas, robots, usergroups, users
+from portside.api.harbor.errors import exception_handlers
+from portside.api.services import Services
+
+__all__ = ["PREFIX", "create_management_app"]
+
+PREFIX = "/api/v2.0"
+
+
+def create_management_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Portside management API",
+        version="2.0",
+        description="Harbor-compatible management API of Portside.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        exception_handlers=exception_handlers,
+    )
+    for module in (users, usergroups, projects, members, robots, quotas, audit_logs):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Echo ``X-Request-Id`` (or make one up), as Harbor does."""
+        value = request.headers.get("x-request-id", "")[:128] or str(uuid.uuid4())
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = value
+        return response
+
+    app.state.services = services
+    return app

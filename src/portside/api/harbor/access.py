@@ -1,0 +1,124 @@
+"""The access gate of ``/api/v2.0``: who is calling, and may they do this?
+
+Every handler takes the caller from :func:`caller` and asks :func:`require_project` or
+:func:`require_admin` before touching anything; both go to the same
+:class:`~portside.auth.policy.ProjectPolicy` that ``/v2/`` uses. Anything not explicitly
+allowed is refused: 401 for anonymous callers, 403 for everyone else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from portside.api.harbor.errors import HarborError
+from portside.api.security import client_address, principal_from_basic
+from portside.api.services import Services
+from portside.auth.access import ANONYMOUS, Principal
+from portside.auth.rbac import Permission
+from portside.projects.projects import Project
+
+__all__ = [
+    "MAX_ID",
+    "Caller",
+    "caller",
+    "deny",
+    "get_project",
+    "require_admin",
+    "require_authenticated",
+    "require_project",
+    "services_of",
+]
+
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+
+
+def services_of(request: Request) -> Services:
+    """The application's services, typed."""
+    services: Services = request.app.state.services
+    return services
+
+
+async def caller(request: Request) -> Principal:
+    """The principal behind the request's basic credentials, or the anonymous caller."""
+    header = request.headers.get("authorization", "")
+    if not header:
+        return ANONYMOUS
+    if header[:6].lower() != "basic ":
+        raise _unauthorized(request, "only basic authentication is supported here")
+    principal = await principal_from_basic(request, header)
+    if principal is None:
+        raise _unauthorized(request, "invalid username or password")
+    request.scope.setdefault("state", {})["user"] = principal.name
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def _unauthorized(request: Request, message: str) -> HarborError:
+    realm = request.app.state.services.settings.auth.realm
+    return HarborError(401, message, headers={"WWW-Authenticate": f'Basic realm="{realm}"'})
+
+
+def deny(request: Request, principal: Principal, what: str) -> HarborError:
+    """The refusal for ``principal``, audited: 401 when anonymous, else 403."""
+    request.app.state.services.audit.record(
+        principal.name,
+        "access",
+        "api",
+        what,
+        "failure",
+        client_address(request),
+        detail="access denied",
+    )
+    if not principal.is_authenticated:
+        return _unauthorized(request, "authentication required")
+    return HarborError(403, f"{principal.name or 'anonymous'} may not {what}")
+
+
+def require_authenticated(request: Request, principal: Principal) -> None:
+    if not principal.is_authenticated:
+        raise _unauthorized(request, "authentication required")
+
+
+def require_admin(request: Request, principal: Principal, what: str) -> None:
+    """Only system admins may do ``what`` (a phrase for the error message)."""
+    if not principal.is_admin:
+        raise deny(request, principal, what)
+
+
+async def get_project(
+    request: Request, name_or_id: str, *, by_name: bool = False
+) -> Project | None:
+    """Resolve a ``{project_name_or_id}`` path value; ``X-Is-Resource-Name: true`` (or
+    ``by_name``, for paths that only take names) forces a name, as in Harbor."""
+    services: Services = request.app.state.services
+    by_name = by_name or request.headers.get("x-is-resource-name", "").lower() == "true"
+    if not by_name and name_or_id.isascii() and name_or_id.isdigit():
+        project_id = int(name_or_id)
+        if project_id > MAX_ID:
+            return None
+        return await services.projects.get_by_id(project_id)
+    return await services.projects.get(name_or_id)
+
+
+async def require_project(
+    request: Request,
+    principal: Principal,
+    name_or_id: str,
+    permission: Permission,
+    *,
+    by_name: bool = False,
+) -> Project:
+    """The project, if ``principal`` holds ``permission`` in it. 404 when it does not exist."""
+    project = await get_project(request, name_or_id, by_name=by_name)
+    if project is None:
+        raise HarborError(404, f"project {name_or_id[:255]!r} not found")
+    if not await request.app.state.services.policy.allows(principal, project, permission):
+        raise deny(
+            request, principal, f"{permission.action} {permission.resource} in {project.name}"
+        )
+    return project

@@ -1,0 +1,217 @@
+"""Recording audit entries without slowing the request that causes them.
+
+:meth:`AuditLog.record` only appends to an in-memory queue; a background task writes queued
+entries in batches, so a pull costs no extra database round-trip. Even the project an entry
+belongs to may be given by name and is resolved to its id when the batch is written, so the
+request never waits for a lookup. Entries still queued when the process stops are written by
+:meth:`close`.
+
+When syslog forwarding is on, each entry is also sent there by the same background task, from a
+queue of its own: a database outage does not hold up syslog, and a retried database write does
+not send an entry twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+import structlog
+from sqlalchemy import Connection, select
+
+from portside.db.engine import Database
+from portside.db.queries import now
+from portside.db.tables import audit_logs, projects
+from portside.registry.cache import LRUCache
+
+__all__ = ["AuditEntry", "AuditLog", "Forwarder", "Result", "iso8601"]
+
+log = structlog.get_logger("portside.audit")
+Result = Literal["success", "failure"]
+Clock = Callable[[], dt.datetime]
+_BATCH = 500
+_MAX_QUEUED = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    op_time: dt.datetime
+    username: str
+    operation: str
+    resource_type: str
+    resource: str
+    result: Result
+    client_ip: str | None
+    project_id: int | None
+    detail: str | None
+    # The project's name when its id was not at hand; resolved when the entry is written.
+    project: str | None = None
+
+
+class Forwarder(Protocol):
+    """Somewhere else entries go as well (syslog). Called from a worker thread."""
+
+    def send(self, entries: list[AuditEntry]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def iso8601(stamp: dt.datetime) -> str:
+    """``2006-01-02T15:04:05.000Z``, as Harbor shows times. A naive time (SQLite gives those
+    back) is UTC, which is what was stored."""
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    text = stamp.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _clip(value: str, limit: int) -> str:
+    """``value`` as a column can hold it: at most ``limit`` characters, and no NUL, which
+    PostgreSQL refuses in text. A refused entry would fail its whole batch again and again,
+    so whatever a caller sends (a username, say) must never be able to cause one."""
+    value = value[:limit]
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _to_milliseconds(stamp: dt.datetime) -> dt.datetime:
+    """Listings show milliseconds (as Harbor does); storing no more than that lets a time copied
+    from a listing find its entry again in an ``op_time`` filter."""
+    return stamp.replace(microsecond=stamp.microsecond - stamp.microsecond % 1000)
+
+
+class AuditLog:
+    def __init__(self, db: Database, flush_interval: float = 1.0, clock: Clock = now) -> None:
+        self._db = db
+        self._flush_interval = flush_interval
+        self._clock = clock
+        self._queue: list[AuditEntry] = []
+        self._outbox: list[AuditEntry] = []
+        self._forwarder: Forwarder | None = None
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._recent_logins: LRUCache[tuple[str, str | None], bool] = LRUCache(10_000, 60.0)
+
+    def login_succeeded(self, username: str, kind: str, client_ip: str | None) -> None:
+        """Record a successful login, at most once a minute per account and address: clients
+        send basic credentials with every request, which is not a new login each time."""
+        if self._recent_logins.get((username, client_ip)) is None:
+            self._recent_logins.put((username, client_ip), True)
+            self.record(username, "login", kind, username, "success", client_ip)
+
+    def now(self) -> dt.datetime:
+        """The time as this log sees it (a test may pass in its own clock)."""
+        return self._clock()
+
+    def forward(self, forwarder: Forwarder) -> None:
+        """Also send every entry recorded from now on to ``forwarder``."""
+        self._forwarder = forwarder
+
+    def record(
+        self,
+        username: str,
+        operation: str,
+        resource_type: str,
+        resource: str,
+        result: Result,
+        client_ip: str | None,
+        project_id: int | None = None,
+        detail: str | None = None,
+        project: str | None = None,
+    ) -> None:
+        """Queue one entry. Never blocks and never fails the caller's request.
+
+        ``project`` names the entry's project when its id is not known; the id is looked up
+        when the entry is written.
+        """
+        entry = AuditEntry(
+            _to_milliseconds(self._clock()),
+            _clip(username, 255) or "anonymous",
+            _clip(operation, 32),
+            _clip(resource_type, 32),
+            _clip(resource, 512),
+            result,
+            _clip(client_ip, 64) if client_ip else None,
+            project_id,
+            _clip(detail, 1024) if detail else None,
+            _clip(project, 255) if project and project_id is None else None,
+        )
+        if len(self._queue) >= _MAX_QUEUED:
+            log.error("audit queue full; dropping entry", **asdict(entry))
+            return
+        self._queue.append(entry)
+        if self._forwarder is not None and len(self._outbox) < _MAX_QUEUED:
+            self._outbox.append(entry)
+        if len(self._queue) >= _BATCH:
+            self._wakeup.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def flush(self) -> None:
+        """Write everything queued so far. When this returns, every entry recorded before the
+        call is in the database (or this raised): a flush already under way is waited for."""
+        async with self._lock:
+            await self._forward_queued()
+            while self._queue:
+                batch, self._queue = self._queue[:_BATCH], self._queue[_BATCH:]
+                try:
+                    await self._db.write(functools.partial(_insert, batch=batch))
+                except Exception:
+                    self._queue[:0] = batch  # keep them for the next attempt
+                    raise
+
+    async def _forward_queued(self) -> None:
+        forwarder = self._forwarder
+        if forwarder is None or not self._outbox:
+            return
+        entries, self._outbox = self._outbox, []
+        try:
+            await asyncio.to_thread(forwarder.send, entries)
+        except Exception:
+            log.exception("failed to forward audit entries", lost=len(entries))
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._flush_interval)
+            self._wakeup.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("failed to write audit entries; will retry")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("failed to write audit entries at shutdown", lost=len(self._queue))
+        if self._forwarder is not None:
+            self._forwarder.close()
+
+
+def _insert(connection: Connection, batch: list[AuditEntry]) -> None:
+    """Insert ``batch``, resolving project names to ids in the same transaction. Leaves
+    ``batch`` untouched: the database layer may run a transaction twice."""
+    names = {e.project for e in batch if e.project is not None}
+    ids: dict[str, int] = {}
+    if names:
+        query = select(projects.c.name, projects.c.id).where(projects.c.name.in_(sorted(names)))
+        ids = {row.name: int(row.id) for row in connection.execute(query)}
+    rows: list[dict[str, Any]] = []
+    for entry in batch:
+        row = asdict(entry)
+        name = row.pop("project")
+        if row["project_id"] is None and name is not None:
+            row["project_id"] = ids.get(name)
+        rows.append(row)
+    connection.execute(audit_logs.insert(), rows)

@@ -1,0 +1,1 @@
+"""Projects: the namespaces repositories live in, their members, and their storage quotas."""
