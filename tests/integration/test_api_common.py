@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.support.server import PortsideServer
 
@@ -63,3 +65,135 @@ def test_openapi_document_is_served(registry: PortsideServer) -> None:
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert "/projects" in paths and "/robots" in paths and "/users" in paths
+
+
+# -- deny by default ---------------------------------------------------------------------------
+
+# What an anonymous caller may do at all: read public projects and their listings.
+_ANONYMOUS_ALLOWED = {
+    ("get", "/projects"),
+    ("get", "/projects/{project_name_or_id}"),
+    ("get", "/projects/{project_name_or_id}/summary"),
+}
+
+
+def _routes(registry: PortsideServer) -> list[tuple[str, str]]:
+    spec = httpx.get(f"{registry.url}/api/v2.0/openapi.json", timeout=30).json()
+    return [(method, path) for path, ops in spec["paths"].items() for method in ops]
+
+
+def _fill(path: str, project: str) -> str:
+    values = {
+        "project_name_or_id": project,
+        "project_name": project,
+        "meta_name": "public",
+        "user_id": "1",
+        "group_id": "1",
+        "mid": "1",
+        "robot_id": "1",
+        "quota_id": "1",
+    }
+    for key, value in values.items():
+        path = path.replace("{" + key + "}", value)
+    assert "{" not in path, f"no value for a parameter of {path}: add it above"
+    return path
+
+
+@pytest.fixture
+def private_project(client: httpx.Client) -> str:
+    name = f"deny-{secrets.token_hex(4)}"
+    response = client.post(
+        "/api/v2.0/projects", json={"project_name": name, "metadata": {"public": "false"}}
+    )
+    assert response.status_code == 201, response.text
+    return name
+
+
+def test_every_route_refuses_anonymous_callers(
+    registry: PortsideServer, private_project: str
+) -> None:
+    """Every documented route, called without credentials on a private project (or at system
+    level), is refused with 401: nothing is open unless listed in _ANONYMOUS_ALLOWED."""
+    routes = _routes(registry)
+    assert len(routes) > 30
+    with httpx.Client(base_url=f"{registry.url}/api/v2.0", timeout=30) as anonymous:
+        for method, path in routes:
+            if (method, path) in _ANONYMOUS_ALLOWED:
+                continue
+            response = anonymous.request(method.upper(), _fill(path, private_project), json={})
+            assert response.status_code == 401, (method, path, response.status_code)
+
+
+def _bodies(tag: str) -> dict[tuple[str, str], object]:
+    """Valid bodies for the write routes, so a refusal proves the access check, not validation."""
+    return {
+        ("post", "/users"): {
+            "username": f"new-{tag}",
+            "email": f"new-{tag}@example.com",
+            "password": "Valid-Pass-1",
+        },
+        ("put", "/users/{user_id}"): {"realname": "changed"},
+        ("put", "/users/{user_id}/password"): {
+            "old_password": "Wrong-Pass-1",
+            "new_password": "Valid-Pass-2",
+        },
+        ("put", "/users/{user_id}/sysadmin"): {"sysadmin_flag": True},
+        ("post", "/usergroups"): {"group_name": f"g-{tag}"},
+        ("put", "/usergroups/{group_id}"): {"group_name": f"g2-{tag}"},
+        ("post", "/projects"): {"project_name": f"p-{tag}"},
+        ("put", "/projects/{project_name_or_id}"): {"metadata": {"public": "true"}},
+        ("post", "/projects/{project_name_or_id}/metadatas"): {"auto_scan": "true"},
+        ("put", "/projects/{project_name_or_id}/metadatas/{meta_name}"): {"public": "true"},
+        ("post", "/projects/{project_name_or_id}/members"): {
+            "role_id": 1,
+            "member_user": {"username": "admin"},
+        },
+        ("put", "/projects/{project_name_or_id}/members/{mid}"): {"role_id": 1},
+        ("post", "/robots"): {
+            "name": f"r-{tag}",
+            "level": "system",
+            "duration": -1,
+            "permissions": [
+                {
+                    "kind": "project",
+                    "namespace": "*",
+                    "access": [{"resource": "repository", "action": "pull"}],
+                }
+            ],
+        },
+        ("put", "/robots/{robot_id}"): {"name": "x", "level": "system", "permissions": []},
+        ("patch", "/robots/{robot_id}"): {},
+        ("put", "/quotas/{quota_id}"): {"hard": {"storage": 1}},
+    }
+
+
+def test_every_route_refuses_a_user_without_any_role(
+    registry: PortsideServer, client: httpx.Client, private_project: str
+) -> None:
+    """A logged-in user who is a member of nothing is refused (403, or 404 for what it may not
+    know exists) on every route of a private project and at system level, except the few that
+    concern their own account or list only what they may see."""
+    tag = secrets.token_hex(3)
+    username, password = f"nobody-{tag}", "Nobody-Pass-1"
+    created = client.post(
+        "/api/v2.0/users",
+        json={"username": username, "email": f"{username}@example.com", "password": password},
+    )
+    assert created.status_code == 201, created.text
+    own = {("get", "/users/current"), ("get", "/users/search"), ("get", "/usergroups/search")}
+    own |= {("get", "/projects"), ("head", "/projects"), ("get", "/audit-logs")}
+    bodies = _bodies(tag)
+    params = {"username": "admin", "groupname": "g", "project_name": private_project}
+    with httpx.Client(
+        base_url=f"{registry.url}/api/v2.0", auth=(username, password), timeout=30
+    ) as nobody:
+        for method, path in _routes(registry):
+            if (method, path) in own:
+                continue
+            response = nobody.request(
+                method.upper(),
+                _fill(path, private_project),
+                json=bodies.get((method, path), {}),
+                params=params,
+            )
+            assert response.status_code in (403, 404), (method, path, response.text)

@@ -2,7 +2,8 @@
 
 A FastAPI application mounted into the main app: FastAPI builds the OpenAPI document from the
 same pydantic models that validate requests. Errors always use Harbor's envelope
-(:mod:`.errors`), and every route asks :mod:`.access` before doing anything.
+(:mod:`.errors`). Every route passes :func:`.access.gate` first, which refuses anonymous
+callers outside a short allow-list, and then asks :mod:`.access` before doing anything.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from portside.api.harbor import audit_logs, members, projects, quotas, robots, usergroups, users
+from portside.api.harbor.access import gate
 from portside.api.harbor.errors import exception_handlers
 from portside.api.services import Services
 
@@ -30,6 +32,7 @@ def create_management_app(services: Services) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         exception_handlers=exception_handlers,
+        dependencies=[Depends(gate)],
     )
     for module in (users, usergroups, projects, members, robots, quotas, audit_logs):
         app.include_router(module.router)

@@ -20,10 +20,12 @@ from portside.auth.rbac import Permission
 from portside.projects.projects import Project
 
 __all__ = [
+    "ANONYMOUS_ROUTES",
     "MAX_ID",
     "Caller",
     "caller",
     "deny",
+    "gate",
     "get_project",
     "require_admin",
     "require_authenticated",
@@ -56,6 +58,31 @@ async def caller(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(caller)]
+
+# The only routes an anonymous caller may reach at all; the handlers still decide what they see
+# (public projects only). Every other route refuses anonymous callers before its parameters
+# and body are even validated.
+ANONYMOUS_ROUTES = frozenset(
+    {
+        ("GET", "/projects"),
+        ("GET", "/projects/{project_name_or_id}"),
+        ("GET", "/projects/{project_name_or_id}/summary"),
+    }
+)
+
+
+async def gate(request: Request, principal: Caller) -> None:
+    """Application-wide dependency: anonymous callers are refused everywhere except
+    :data:`ANONYMOUS_ROUTES` (and ``POST /users`` when self-registration is on)."""
+    if principal.is_authenticated:
+        return
+    route = request.scope.get("route")
+    key = (request.method, getattr(route, "path", ""))
+    if key in ANONYMOUS_ROUTES:
+        return
+    if key == ("POST", "/users") and services_of(request).settings.auth.self_registration:
+        return
+    raise _unauthorized(request, "authentication required")
 
 
 def _unauthorized(request: Request, message: str) -> HarborError:
