@@ -503,6 +503,34 @@ async def test_hostile_values_cannot_poison_a_batch(database_url: str) -> None:
         await db.close()
 
 
+async def test_identical_pulls_in_a_batch_become_one_entry_with_their_count(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    audit = AuditLog(db)
+    try:
+        for _ in range(5):
+            audit.record("ci", "pull", "artifact", "library/app:1", "success", "10.0.0.9")
+        audit.record("ci", "pull", "artifact", "library/app:1", "success", "10.0.0.8")
+        audit.record("ci", "push", "artifact", "library/app:2", "success", "10.0.0.9")
+        audit.record("ci", "push", "artifact", "library/app:2", "success", "10.0.0.9")
+        await audit.flush()
+        rows = await db.read(
+            lambda c: list(c.execute(select(audit_logs).order_by(audit_logs.c.id)))
+        )
+        summary = [(r.operation, r.client_ip, r.detail) for r in rows]
+        assert summary[1:] == [
+            ("pull", "10.0.0.8", None),
+            ("push", "10.0.0.9", None),
+            ("push", "10.0.0.9", None),  # only pulls are merged
+        ]
+        assert summary[0][:2] == ("pull", "10.0.0.9")
+        assert summary[0][2].startswith("5 identical pulls until ")
+    finally:
+        await audit.close()
+        await db.close()
+
+
 def test_server_purges_entries_older_than_the_retention(fresh_registry: PortsideServer) -> None:
     fresh_registry.start()  # creates and migrates the database
     fresh_registry.stop()
