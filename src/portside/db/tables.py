@@ -20,11 +20,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
+    "artifact_labels",
     "audit_logs",
     "blobs",
+    "configurations",
+    "labels",
     "manifest_references",
     "manifests",
     "metadata",
@@ -37,6 +41,7 @@ __all__ = [
     "repository_blobs",
     "robot_permissions",
     "robots",
+    "sessions",
     "signing_keys",
     "tags",
     "uploads",
@@ -232,7 +237,9 @@ repositories = Table(
     Column("name", ordered_name(255), nullable=False, unique=True),
     Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
     Column("description", Text, nullable=True),
+    Column("pull_count", BigInteger, nullable=False, server_default="0"),
     _timestamp("created_at"),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
     Index("ix_repositories_project_id", "project_id"),
 )
 
@@ -275,9 +282,13 @@ manifests = Table(
     Column("size", BigInteger, nullable=False),
     Column("subject_digest", String(150), nullable=True),
     Column("annotations", Text, nullable=True),
+    # config.mediaType of image manifests: what tells a Helm chart or an SBOM from an image.
+    Column("config_media_type", String(255), nullable=True),
     _timestamp("created_at"),
+    Column("pull_time", DateTime(timezone=True), nullable=True),
     UniqueConstraint("repository_id", "digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
+    Index("ix_manifests_repository_created", "repository_id", "created_at"),
 )
 
 # Blobs and child manifests a manifest points to: what delete and GC must respect.
@@ -323,4 +334,61 @@ uploads = Table(
     _timestamp("created_at"),
     _timestamp("updated_at"),
     Index("ix_uploads_updated_at", "updated_at"),
+)
+
+
+# Harbor's labels: scope "g" (global, project_id NULL) or "p" (one project's).
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("description", String(1024), nullable=True),
+    Column("color", String(16), nullable=True),
+    Column("scope", String(1), nullable=False),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    UniqueConstraint("name", "scope", "project_id"),
+    Index(
+        "ix_labels_global_name",
+        "name",
+        unique=True,
+        sqlite_where=text("scope = 'g'"),
+        postgresql_where=text("scope = 'g'"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+artifact_labels = Table(
+    "artifact_labels",
+    metadata,
+    Column(
+        "manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("label_id", Integer, ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    _timestamp("created_at"),
+    Index("ix_artifact_labels_label_id", "label_id"),
+)
+
+# System settings changed at run time through /api/v2.0/configurations (JSON values); they
+# override the file and environment for the keys listed in portside.system.configurations.
+configurations = Table(
+    "configurations",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    _timestamp("updated_at"),
+)
+
+# UI login sessions. The cookie holds a random token; only its SHA-256 is stored.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    _timestamp("created_at"),
+    _timestamp("expires_at"),
+    Index("ix_sessions_expires_at", "expires_at"),
 )
