@@ -74,6 +74,12 @@ _ANONYMOUS_ALLOWED = {
     ("get", "/projects"),
     ("get", "/projects/{project_name_or_id}"),
     ("get", "/projects/{project_name_or_id}/summary"),
+    ("get", "/repositories"),  # lists public projects' repositories only
+    # System questions Harbor answers anonymously; search lists public projects only.
+    ("get", "/health"),
+    ("get", "/ping"),
+    ("get", "/systeminfo"),
+    ("get", "/search"),
 }
 
 
@@ -92,6 +98,11 @@ def _fill(path: str, project: str) -> str:
         "mid": "1",
         "robot_id": "1",
         "quota_id": "1",
+        "repository_name": "r",
+        "reference": "latest",
+        "tag_name": "t",
+        "label_id": "1",
+        "addition": "build_history",
     }
     for key, value in values.items():
         path = path.replace("{" + key + "}", value)
@@ -164,6 +175,17 @@ def _bodies(tag: str) -> dict[tuple[str, str], object]:
         ("put", "/robots/{robot_id}"): {"name": "x", "level": "system", "permissions": []},
         ("patch", "/robots/{robot_id}"): {},
         ("put", "/quotas/{quota_id}"): {"hard": {"storage": 1}},
+        ("post", "/labels"): {"name": f"l-{tag}", "scope": "g"},
+        ("put", "/labels/{label_id}"): {"name": f"l2-{tag}"},
+        ("put", "/projects/{project_name}/repositories/{repository_name}"): {"description": "d"},
+        (
+            "post",
+            "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags",
+        ): {"name": "t2"},
+        (
+            "post",
+            "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/labels",
+        ): {"id": 1},
     }
 
 
@@ -182,6 +204,9 @@ def test_every_route_refuses_a_user_without_any_role(
     assert created.status_code == 201, created.text
     own = {("get", "/users/current"), ("get", "/users/search"), ("get", "/usergroups/search")}
     own |= {("get", "/projects"), ("head", "/projects"), ("get", "/audit-logs")}
+    own |= {("get", "/labels")}  # global labels are listed for every user, as in Harbor
+    # System information and the caller's own permissions are for every logged-in user.
+    own |= _ANONYMOUS_ALLOWED | {("get", "/statistics"), ("get", "/users/current/permissions")}
     bodies = _bodies(tag)
     params = {"username": "admin", "groupname": "g", "project_name": private_project}
     with httpx.Client(

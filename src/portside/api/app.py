@@ -13,11 +13,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from portside.api import token, v2
+from portside.api import session, token, v2
 from portside.api.errors import exception_handlers
 from portside.api.harbor import PREFIX, create_management_app
 from portside.api.harbor.bodylimit import BodyLimit
 from portside.api.logging import AccessLogMiddleware
+from portside.api.readonly import ReadOnlyGuard
 from portside.api.services import Services, build_services
 from portside.audit.purge import purge_loop
 from portside.audit.syslog import SyslogForwarder
@@ -73,8 +74,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         await services.projects.ensure_library(
             settings.quota.default_project_bytes, admin.id if admin else None
         )
-        purge = asyncio.create_task(_purge_uploads(services))
-        audit_purge = asyncio.create_task(purge_loop(services.db, services.audit, settings.audit))
+        purge = asyncio.create_task(_purge_uploads(services), name="upload purge")
+        audit_purge = asyncio.create_task(
+            purge_loop(services.db, services.audit, settings.audit), name="audit purge"
+        )
+        services.health.watch((purge, audit_purge))
+        services.pulls.start()  # flushes pull times and counts; services.close() stops it
         try:
             yield
         finally:
@@ -90,8 +95,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Mount(PREFIX, app=BodyLimit(management)),
         Route("/service/token", token.token_get, methods=["GET"]),
         Route("/service/token", token.token_post, methods=["POST"]),
+        Route("/c/login", session.login_session, methods=["POST"]),
+        Route("/c/log_out", session.logout_session, methods=["GET", "POST"]),
+        Route("/c/logout", session.logout_session, methods=["GET", "POST"]),
     ]
     middleware = [Middleware(AccessLogMiddleware)] if settings.log.access_log else []
+    middleware.append(Middleware(ReadOnlyGuard, configurations=services.configurations))
     app = Starlette(
         routes=routes,
         middleware=middleware,

@@ -13,18 +13,24 @@ from portside.auth.groups import UserGroups
 from portside.auth.policy import ProjectPolicy
 from portside.auth.ratelimit import LoginLimiter
 from portside.auth.robots import Robots
+from portside.auth.sessions import Sessions
 from portside.auth.tokens import TokenService
 from portside.config import Settings
 from portside.db.engine import Database
+from portside.projects.labels import Labels
 from portside.projects.members import Members
 from portside.projects.projects import Projects
 from portside.projects.quotas import ProjectQuotas
+from portside.registry.artifacts import ArtifactContent
 from portside.registry.blobs import Blobs
 from portside.registry.manifests import Manifests
+from portside.registry.pulls import PullRecorder
 from portside.registry.repositories import Repositories
 from portside.registry.uploads import Uploads
 from portside.storage.base import StorageDriver
 from portside.storage.factory import create_driver
+from portside.system.configurations import Configurations
+from portside.system.health import HealthChecks
 
 __all__ = ["Services", "build_services"]
 
@@ -38,6 +44,8 @@ class Services:
     blobs: Blobs
     uploads: Uploads
     manifests: Manifests
+    pulls: PullRecorder
+    artifacts: ArtifactContent
     accounts: Accounts
     groups: UserGroups
     robots: Robots
@@ -48,9 +56,15 @@ class Services:
     policy: ProjectPolicy
     login_limiter: LoginLimiter
     audit: AuditLog
+    labels: Labels
+    sessions: Sessions
+    configurations: Configurations
+    health: HealthChecks
 
     async def close(self) -> None:
+        await self.pulls.close()
         await self.audit.close()
+        await self.health.close()
         await self.uploads.close()
         await self.storage.close()
         await self.db.close()
@@ -67,6 +81,18 @@ def build_services(settings: Settings) -> Services:
     members = Members(db)
     robots = Robots(db, settings.auth.robot_prefix, ttl)
     auth = settings.auth
+    pulls = PullRecorder(db)
+    manifests = Manifests(
+        db,
+        storage,
+        repositories,
+        settings.registry.max_manifest_bytes,
+        ttl,
+        quotas=quotas,
+        pulls=pulls,
+    )
+    configurations = Configurations(db, settings, ttl)
+    shared_limits = auth.login_limit_storage.startswith(("redis://", "rediss://"))
     return Services(
         settings=settings,
         db=db,
@@ -74,13 +100,19 @@ def build_services(settings: Settings) -> Services:
         repositories=repositories,
         blobs=blobs,
         uploads=Uploads(db, storage, blobs, settings.registry.upload_purge_age_seconds),
-        manifests=Manifests(
-            db, storage, repositories, settings.registry.max_manifest_bytes, ttl, quotas=quotas
-        ),
+        manifests=manifests,
+        pulls=pulls,
+        artifacts=ArtifactContent(manifests, storage),
         accounts=Accounts(db, ttl),
         groups=UserGroups(db),
         robots=robots,
-        tokens=TokenService(db, auth.token_issuer, auth.token_service, auth.token_ttl_seconds),
+        tokens=TokenService(
+            db,
+            auth.token_issuer,
+            auth.token_service,
+            auth.token_ttl_seconds,
+            lifetime=lambda: configurations.current.token_lifetime_seconds,
+        ),
         projects=projects,
         quotas=quotas,
         members=members,
@@ -92,4 +124,8 @@ def build_services(settings: Settings) -> Services:
             auth.login_limit_key_prefix,
         ),
         audit=AuditLog(db),
+        labels=Labels(db),
+        sessions=Sessions(db),
+        configurations=configurations,
+        health=HealthChecks(db, storage, auth.login_limit_storage if shared_limits else None),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +59,18 @@ class TokenClaims:
 
 
 class TokenService:
-    def __init__(self, db: Database, issuer: str, service: str, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        issuer: str,
+        service: str,
+        ttl_seconds: int,
+        lifetime: Callable[[], int] | None = None,
+    ) -> None:
+        """``lifetime``, when given, says how long each new token lives (the run-time
+        configuration's ``token_expiration``); otherwise ``ttl_seconds``."""
         self._db = db
+        self._lifetime = lifetime
         self.issuer = issuer
         self.service = service
         self.ttl_seconds = ttl_seconds
@@ -105,13 +116,14 @@ class TokenService:
 
     def issue(self, principal: Principal, granted: list[Scope]) -> IssuedToken:
         issued = int(time.time())
+        ttl = self._lifetime() if self._lifetime is not None else self.ttl_seconds
         claims = {
             "iss": self.issuer,
             "sub": principal.name,
             "aud": self.service,
             "iat": issued,
             "nbf": issued - _LEEWAY_SECONDS,
-            "exp": issued + self.ttl_seconds,
+            "exp": issued + ttl,
             "jti": secrets.token_urlsafe(12),
             # Who the subject is, so a request with this token is checked against the
             # account's current state: kind, and for robots the secret version.
@@ -127,7 +139,7 @@ class TokenService:
         token = jwt.encode(
             claims, self._signing_key, algorithm=_ALGORITHM, headers={"kid": self._signing_kid}
         )
-        return IssuedToken(token, self.ttl_seconds, dt.datetime.fromtimestamp(issued, dt.UTC))
+        return IssuedToken(token, ttl, dt.datetime.fromtimestamp(issued, dt.UTC))
 
     async def _public_key(self, kid: str) -> Any:
         key = self._public_keys.get(kid)

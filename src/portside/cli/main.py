@@ -1,4 +1,9 @@
-"""``portside``: server-side commands (serve, db upgrade)."""
+"""``portside``: the server (serve, db, admin, config) and a client for any Portside over its
+REST API (login, project, repo, artifact, robot, ...).
+
+Start-up cost matters for ``serve``: this module imports only click and the settings; httpx,
+rich and the server itself are imported inside the commands that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +12,40 @@ from pathlib import Path
 
 import click
 
-from portside.config import ConfigError, Settings, load_settings
+from portside.cli.commands.accounts import robot, user
+from portside.cli.commands.content import artifact, repo, tag
+from portside.cli.commands.operations import audit, quota, system
+from portside.cli.commands.projects import member, project
+from portside.cli.commands.session import login, logout
+from portside.cli.server import admin, config, config_option, load_or_fail
 
 __all__ = ["main"]
-
-
-def _settings(config: Path | None, **overrides: object) -> Settings:
-    try:
-        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-_config_option = click.option(
-    "--config",
-    "-c",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="PORTSIDE_CONFIG",
-    help="YAML settings file (env PORTSIDE_CONFIG). Keys: see docs/configuration.md.",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="portside")
 def main() -> None:
-    """Portside, a self-hosted private container registry."""
+    """Portside, a self-hosted private container registry.
+
+    \b
+    Server:  serve, db upgrade, admin reset-password, config check
+    Client:  login, logout, project, member, repo, artifact, tag, robot, user,
+             quota, audit, system  (talk to any Portside over /api/v2.0)
+
+    Shell completion (bash): eval "$(_PORTSIDE_COMPLETE=bash_source portside)"
+    """
+
+
+def _keep_rich_out() -> None:
+    """structlog imports rich, when installed, for pretty console tracebacks. The server does
+    not need them and rich costs ~5 MB of resident memory, so ``serve`` hides it: structlog
+    then falls back to plain tracebacks, exactly as when rich is not installed."""
+    if "rich" not in sys.modules:
+        sys.modules["rich"] = None  # type: ignore[assignment]
 
 
 @main.command()
-@_config_option
+@config_option
 @click.option("--host", help="Listen address (server.host, default 0.0.0.0).")
 @click.option("--port", type=int, help="Listen port (server.port, default 5000).")
 @click.option(
@@ -73,13 +83,14 @@ def serve(config: Path | None, host: str | None, port: int | None, data_dir: Pat
       quota.default_project_bytes         -1 (unlimited)
       audit.retention_days / purge_interval_seconds / syslog_address   90 / 3600 / unset
     """
+    _keep_rich_out()
     from portside.server import run
 
     overrides: dict[str, object] = {"data_dir": data_dir}
     server: dict[str, object] = {k: v for k, v in {"host": host, "port": port}.items() if v}
-    settings = _settings(config, **overrides)
+    settings = load_or_fail(config, **overrides)
     if server:
-        settings = _settings(
+        settings = load_or_fail(
             config, **overrides, server=settings.server.model_copy(update=server).model_dump()
         )
     run(settings)
@@ -91,16 +102,35 @@ def db() -> None:
 
 
 @db.command()
-@_config_option
+@config_option
 def upgrade(config: Path | None) -> None:
     """Apply every pending migration (serve does this on start)."""
     from portside.db.migrate import upgrade as run_upgrade
 
-    settings = _settings(config)
+    settings = load_or_fail(config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     run_upgrade(settings.database_url)
     click.echo("database is up to date")
 
 
+for _command in (
+    admin,
+    config,
+    login,
+    logout,
+    project,
+    member,
+    repo,
+    artifact,
+    tag,
+    robot,
+    user,
+    quota,
+    audit,
+    system,
+):
+    main.add_command(_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(main(prog_name="portside"))

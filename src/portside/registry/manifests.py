@@ -28,6 +28,7 @@ from portside.oci.manifest import ParsedManifest, parse_manifest
 from portside.oci.names import validate_tag
 from portside.projects.quotas import ProjectQuotas, release_unreferenced
 from portside.registry.cache import LRUCache
+from portside.registry.pulls import PullRecorder
 from portside.registry.repositories import Repositories, RepositoryIds
 from portside.storage.base import PathNotFound, StorageDriver
 from portside.storage.layout import blob_path
@@ -85,6 +86,7 @@ class ManifestRecord:
     digest: Digest
     media_type: str
     size: int
+    repository: str = ""  # where it was resolved: what a GET of its body counts a pull for
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +105,10 @@ class Manifests:
         cache_ttl: float,
         *,
         quotas: ProjectQuotas,
+        pulls: PullRecorder | None = None,
     ) -> None:
         self._db = db
+        self._pulls = pulls
         self._storage = storage
         self._repos = repos
         self._quotas = quotas
@@ -142,22 +146,31 @@ class Manifests:
             row = await self._db.read(lambda c: c.execute(query, params).first())
         if row is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(reference)})
-        record = ManifestRecord(Digest.parse(row.digest), row.media_type, int(row.size))
+        record = ManifestRecord(Digest.parse(row.digest), row.media_type, int(row.size), repository)
         cache.put(key, record)
         return record
 
     async def body(self, record: ManifestRecord) -> bytes:
-        cached = self._bodies.get(str(record.digest))
+        """The manifest's bytes for a pull: the pull is counted (in memory, see
+        :mod:`portside.registry.pulls`)."""
+        raw = await self.content(record.digest)
+        if self._pulls is not None and record.repository:
+            self._pulls.record(record.repository, str(record.digest))
+        return raw
+
+    async def content(self, digest: Digest) -> bytes:
+        """The manifest's bytes, without counting a pull. Raises ``MANIFEST_UNKNOWN``."""
+        cached = self._bodies.get(str(digest))
         if cached is not None:
             return cached
         try:
-            raw = await self._storage.get(blob_path(record.digest))
+            raw = await self._storage.get(blob_path(digest))
         except PathNotFound:
             raise RegistryError(
                 ErrorCode.MANIFEST_UNKNOWN, "manifest content is missing from storage"
             ) from None
         if len(raw) <= _BODY_CACHE_MAX_BYTES:
-            self._bodies.put(str(record.digest), raw)
+            self._bodies.put(str(digest), raw)
         return raw
 
     # -- push --------------------------------------------------------------------------------
@@ -209,7 +222,7 @@ class Manifests:
                 )
 
         await self._db.write(store_rows)
-        record = ManifestRecord(digest, parsed.media_type, len(raw))
+        record = ManifestRecord(digest, parsed.media_type, len(raw), repository)
         self._by_digest.put((repository, str(digest)), record)
         if reference.tag is not None:
             self._by_tag.put((repository, reference.tag), record)
@@ -266,6 +279,7 @@ class Manifests:
             size=len(raw),
             subject_digest=str(parsed.subject) if parsed.subject else None,
             annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
+            config_media_type=parsed.blobs[0].media_type if parsed.blobs else None,
             created_at=stamp,
         )
         manifest_id = connection.scalar(
@@ -285,6 +299,102 @@ class Manifests:
                     [{"manifest_id": manifest_id, "digest": d, "kind": k} for d, k in references],
                 )
         return int(manifest_id)
+
+    # -- management API: copy and tag ---------------------------------------------------------
+
+    async def copy(self, source: str, reference: Reference, target: str) -> Digest:
+        """Make the manifest ``reference`` of ``source`` (with its children, and every blob they
+        reference) available in ``target`` too, tagged like the reference when it is a tag.
+
+        Nothing is copied in storage: rows link the same content, and count it towards the
+        target project's quota (raising ``QuotaExceeded`` when it does not fit).
+        """
+        record = await self.resolve(source, reference)
+        ordered: list[tuple[Digest, bytes, ParsedManifest]] = []
+        seen: set[str] = set()
+
+        async def gather(digest: Digest, media_type: str) -> None:
+            if str(digest) in seen:
+                return
+            seen.add(str(digest))
+            raw = await self.content(digest)
+            parsed = parse_manifest(raw, media_type)
+            for child in parsed.manifests:
+                await gather(child.digest, child.media_type)
+            ordered.append((digest, raw, parsed))  # children first, as a push must be
+
+        await gather(record.digest, record.media_type)
+        wanted = sorted({str(d.digest) for _, _, p in ordered for d in p.blobs if not d.foreign})
+        query = select(blobs.c.digest, blobs.c.size).where(blobs.c.digest.in_(wanted))
+        sizes = {
+            row.digest: int(row.size)
+            for row in await self._db.read(lambda c: c.execute(query).all())
+        }
+        missing = set(wanted) - set(sizes)
+        if missing:
+            raise RegistryError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digests": sorted(missing)}
+            )
+        await self._repos.ids_of(target)  # warm the cache outside the transaction
+
+        def store_rows(connection: Connection) -> None:
+            ids = self._repos.ensure(connection, target)
+            stamp = now()
+            for digest, size in sizes.items():
+                if insert_ignore(
+                    connection,
+                    repository_blobs,
+                    repository_id=ids.id,
+                    digest=digest,
+                    created_at=stamp,
+                ):
+                    self._quotas.charge(
+                        connection, ids.project_id, target, digest, size, "this blob"
+                    )
+            manifest_id = 0
+            for digest, raw, parsed in ordered:
+                manifest_id = self._insert(connection, ids, target, digest, raw, parsed)
+            if reference.tag is not None:
+                upsert(
+                    connection,
+                    tags,
+                    {"repository_id": ids.id, "name": reference.tag},
+                    {"manifest_id": manifest_id, "updated_at": stamp},
+                )
+
+        await self._db.write(store_rows)
+        self._tag_lists.discard(target)
+        if reference.tag is not None:
+            self._by_tag.discard((target, reference.tag))
+        return record.digest
+
+    async def add_tag(self, repository: str, tag: str, digest: Digest) -> bool:
+        """Tag the manifest ``digest`` of ``repository``. False when the tag exists already
+        (it is not moved). Raises ``MANIFEST_UNKNOWN`` when there is no such manifest."""
+        repository_id = await self._repos.id_of(repository)
+        if repository_id is None:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(digest)})
+        params = {"repository_id": repository_id, "digest": str(digest)}
+
+        def store(connection: Connection) -> bool | None:
+            manifest_id = connection.scalar(_MANIFEST_ID, params)
+            if manifest_id is None:
+                return None
+            return insert_ignore(
+                connection,
+                tags,
+                repository_id=repository_id,
+                name=tag,
+                manifest_id=int(manifest_id),
+                updated_at=now(),
+            )
+
+        created = await self._db.write(store)
+        if created is None:
+            raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(digest)})
+        self._tag_lists.discard(repository)
+        self._by_tag.discard((repository, tag))
+        return created
 
     # -- delete ------------------------------------------------------------------------------
 

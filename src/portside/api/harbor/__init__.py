@@ -13,9 +13,24 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Request, Response
 
-from portside.api.harbor import audit_logs, members, projects, quotas, robots, usergroups, users
+from portside.api.harbor import (
+    artifacts,
+    audit_logs,
+    configurations,
+    labels,
+    members,
+    projects,
+    quotas,
+    repositories,
+    robots,
+    search,
+    system,
+    usergroups,
+    users,
+)
 from portside.api.harbor.access import gate
-from portside.api.harbor.errors import exception_handlers
+from portside.api.harbor.errors import document_errors, exception_handlers
+from portside.api.harbor.session_auth import CsrfTokenHeader
 from portside.api.services import Services
 
 __all__ = ["PREFIX", "create_management_app"]
@@ -34,8 +49,13 @@ def create_management_app(services: Services) -> FastAPI:
         exception_handlers=exception_handlers,
         dependencies=[Depends(gate)],
     )
-    for module in (users, usergroups, projects, members, robots, quotas, audit_logs):
+    for module in (users, usergroups, projects, members, robots, quotas, audit_logs, labels):
         app.include_router(module.router)
+    for module in (system, configurations, search):
+        app.include_router(module.router)
+    for module in (repositories, artifacts):
+        app.include_router(module.router)
+    document_errors(app)  # one shared declaration of Harbor's error responses for every route
 
     @app.middleware("http")
     async def request_id(
@@ -47,5 +67,6 @@ def create_management_app(services: Services) -> FastAPI:
         response.headers["X-Request-Id"] = value
         return response
 
+    app.add_middleware(CsrfTokenHeader)
     app.state.services = services
     return app

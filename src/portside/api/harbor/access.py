@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from portside.api.harbor.errors import HarborError
+from portside.api.harbor.session_auth import SESSION_COOKIE, session_caller
 from portside.api.security import client_address, principal_from_basic
 from portside.api.services import Services
 from portside.auth.access import ANONYMOUS, Principal
@@ -44,10 +45,15 @@ def services_of(request: Request) -> Services:
 
 
 async def caller(request: Request) -> Principal:
-    """The principal behind the request's basic credentials, or the anonymous caller."""
+    """The principal behind the request's basic credentials, else behind its UI session cookie
+    (with the CSRF check, see :mod:`.session_auth`), else the anonymous caller. Basic
+    credentials win when both are sent."""
     header = request.headers.get("authorization", "")
     if not header:
-        return ANONYMOUS
+        token = request.cookies.get(SESSION_COOKIE)
+        if token is None:
+            return ANONYMOUS
+        return await session_caller(request, token)
     if header[:6].lower() != "basic ":
         raise _unauthorized(request, "only basic authentication is supported here")
     principal = await principal_from_basic(request, header)
@@ -67,6 +73,31 @@ ANONYMOUS_ROUTES = frozenset(
         ("GET", "/projects"),
         ("GET", "/projects/{project_name_or_id}"),
         ("GET", "/projects/{project_name_or_id}/summary"),
+        # Public projects' content is readable by anyone, as in Harbor.
+        ("GET", "/repositories"),
+        ("GET", "/projects/{project_name}/repositories"),
+        ("GET", "/projects/{project_name}/repositories/{repository_name}"),
+        ("GET", "/projects/{project_name}/repositories/{repository_name}/artifacts"),
+        ("GET", "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}"),
+        (
+            "GET",
+            "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags",
+        ),
+        (
+            "GET",
+            "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}"
+            "/accessories",
+        ),
+        (
+            "GET",
+            "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}"
+            "/additions/{addition}",
+        ),
+        # Harbor answers these anonymously too: load balancers, the log-in page, public search.
+        ("GET", "/health"),
+        ("GET", "/ping"),
+        ("GET", "/systeminfo"),
+        ("GET", "/search"),
     }
 )
 
@@ -80,7 +111,10 @@ async def gate(request: Request, principal: Caller) -> None:
     key = (request.method, getattr(route, "path", ""))
     if key in ANONYMOUS_ROUTES:
         return
-    if key == ("POST", "/users") and services_of(request).settings.auth.self_registration:
+    if (
+        key == ("POST", "/users")
+        and (await services_of(request).configurations.get()).self_registration
+    ):
         return
     raise _unauthorized(request, "authentication required")
 

@@ -7,16 +7,26 @@ client never sees another format or a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from portside.oci.errors import ErrorCode, RegistryError
 
-__all__ = ["HarborError", "error_response", "exception_handlers"]
+__all__ = [
+    "HARBOR_ERROR_STATUSES",
+    "Error",
+    "Errors",
+    "HarborError",
+    "document_errors",
+    "error_response",
+    "exception_handlers",
+]
 
 _CODES_BY_STATUS = {
     400: "BAD_REQUEST",
@@ -88,3 +98,89 @@ exception_handlers: dict[Any, Any] = {
     HTTPException: _http,
     RegistryError: _registry,
 }
+
+
+class Error(BaseModel):
+    """One entry of Harbor's error body."""
+
+    code: str
+    message: str
+
+
+class Errors(BaseModel):
+    """Harbor's error body, the only error format of ``/api/v2.0``."""
+
+    errors: list[Error]
+
+
+# The error statuses any route may answer with: validation (400), the gate (401/403), missing
+# resources (404), conflicts (409), preconditions (412), the body limit (413), non-JSON bodies
+# (415), rate limits (429) and internal errors (500).
+HARBOR_ERROR_STATUSES: dict[int, str] = {
+    400: "Bad request.",
+    401: "Authentication required, or the credentials are invalid.",
+    403: "The caller may not do this.",
+    404: "Not found.",
+    409: "Conflict with the current state.",
+    412: "A precondition failed.",
+    413: "The request body is too large.",
+    415: "The request body is not JSON.",
+    429: "Too many requests.",
+    500: "Internal error.",
+}
+
+_ERRORS_REF = "#/components/schemas/Errors"
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document tell the truth about errors.
+
+    FastAPI documents a 422 validation body that this API never sends (validation errors are
+    400 in Harbor's envelope), leaves error responses without a schema, and claims a JSON body
+    for handlers that answer with an empty response. Every operation gets
+    :data:`HARBOR_ERROR_STATUSES` with the :class:`Errors` body instead, and success responses
+    without a model document no body, whichever module defines them, so clients (and
+    schemathesis) can rely on the document.
+    """
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        components = document.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        errors_schema = Errors.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(errors_schema.pop("$defs", {}))
+        schemas["Errors"] = errors_schema
+        for path_item in document.get("paths", {}).values():
+            for operation in path_item.values():
+                if isinstance(operation, dict) and "responses" in operation:
+                    _document_operation_errors(operation["responses"])
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        components.setdefault("securitySchemes", {})["basic"] = {
+            "type": "http",
+            "scheme": "basic",
+        }
+        document.setdefault("security", [{"basic": []}, {}])
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_operation_errors(responses: dict[str, Any]) -> None:
+    responses.pop("422", None)
+    for code, response in responses.items():
+        # A handler that returns a bare Response (an empty 200, say) gets ``schema: {}`` under
+        # application/json from FastAPI: a JSON body that is never sent. Document no body.
+        if code.startswith("2") and response.get("content") == {"application/json": {"schema": {}}}:
+            del response["content"]
+    for status, description in HARBOR_ERROR_STATUSES.items():
+        response = responses.setdefault(str(status), {})
+        if not response.get("description"):
+            response["description"] = description
+        content = response.setdefault("content", {}).setdefault("application/json", {})
+        if not content.get("schema"):
+            content["schema"] = {"$ref": _ERRORS_REF}

@@ -314,7 +314,7 @@ async def create_project(
 ) -> Response:
     services = services_of(request)
     require_authenticated(request, principal)
-    everyone = services.settings.auth.project_creation_restriction == "everyone"
+    everyone = (await services.configurations.get()).project_creation_restriction == "everyone"
     if principal.is_robot or principal.id is None or not (principal.is_admin or everyone):
         raise deny(request, principal, "create projects")
     if not body.project_name:
@@ -330,7 +330,7 @@ async def create_project(
         raise HarborError(400, "retention_id must be omitted (or empty) when creating a project")
     metadata = {"public": "false", **_metadata_changes(body)}
     # Only admins choose a quota; 0 or nothing means the system default, as in Harbor.
-    quota = services.settings.quota.default_project_bytes
+    quota = (await services.configurations.get()).storage_per_project
     if principal.is_admin and body.storage_limit:
         quota = body.storage_limit
     project_id = await services.projects.create(name, principal.id, metadata, quota)
@@ -344,7 +344,12 @@ async def create_project(
     return Response(status_code=201, headers={"Location": location})
 
 
-@router.head("/projects", summary="Check whether a project name is taken.")
+@router.head(
+    "/projects",
+    summary="Check whether a project name is taken.",
+    response_class=Response,  # HEAD answers have no body, so none is documented
+    responses={200: {"description": "The name is taken."}},
+)
 async def head_project(
     request: Request, principal: Caller, project_name: Annotated[str, Query()]
 ) -> Response:

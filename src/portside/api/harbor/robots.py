@@ -45,7 +45,6 @@ from portside.auth.access import Principal
 from portside.auth.rbac import Permission
 from portside.auth.robots import (
     ALL_PROJECTS,
-    DEFAULT_DURATION_DAYS,
     GRANTABLE_PERMISSIONS,
     MAX_DURATION_DAYS,
     NEVER,
@@ -421,7 +420,11 @@ async def create_robot(request: Request, body: RobotCreateBody, principal: Calle
     services = services_of(request)
     name = _valid_name(body.name)
     level = _valid_level(body.level)
-    duration = DEFAULT_DURATION_DAYS if not body.duration else _valid_duration(body.duration)
+    duration = (
+        (await services.configurations.get()).robot_token_duration
+        if not body.duration
+        else _valid_duration(body.duration)
+    )
     blocks = _valid_blocks(level, body.permissions)
     project: Project | None = None
     if level == "system":

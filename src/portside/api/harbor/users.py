@@ -223,7 +223,9 @@ async def create_user(request: Request, body: UserCreationReq, principal: Caller
     """Create a local account: system admins, or anyone when self-registration is on."""
     services = services_of(request)
     admin = principal.kind == "user" and principal.is_admin
-    if not admin and (principal.is_robot or not services.settings.auth.self_registration):
+    if not admin and (
+        principal.is_robot or not (await services.configurations.get()).self_registration
+    ):
         raise deny(request, principal, "create users")
     problem = (
         username_problem(body.username, services.settings.auth.robot_prefix)
@@ -350,6 +352,8 @@ async def update_user_password(
         raise HarborError(400, "the new password is the same as the old one")
     if not await accounts.set_password(user_id, body.new_password):
         raise HarborError(404, f"user {user_id} not found")
+    # A new password ends every UI session of the account, as a changed password should.
+    await services_of(request).sessions.delete_for_user(user_id)
     _changed(request)
     _audit(request, principal, "password", record.username, None)
     return Response(status_code=200)

@@ -1,0 +1,92 @@
+"""Plumbing shared by client commands: the API handle, passwords, references."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+import click
+
+from portside.cli import credentials
+
+if TYPE_CHECKING:
+    from portside.cli.client import Api
+
+__all__ = [
+    "confirm_or_abort",
+    "pass_api",
+    "password_input",
+    "split_reference",
+    "split_repository",
+    "yes_option",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pass_api(command: Callable[Concatenate[Api, P], R]) -> Callable[P, R]:
+    """Call ``command`` with an :class:`Api` built from the stored or environment credentials.
+
+    httpx is imported here, at call time, so ``portside serve`` never pays for it.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from portside.cli.client import Api
+
+        with Api(credentials.load()) as api:
+            return command(api, *args, **kwargs)
+
+    return wrapper
+
+
+def password_input(from_stdin: bool, prompt: str = "Password", confirm: bool = False) -> str:
+    """A password from stdin's first line (``--password-stdin``) or an interactive prompt."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise click.UsageError("--password-stdin: stdin held no password")
+        return password
+    value: Any = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    return str(value)
+
+
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+
+
+def confirm_or_abort(yes: bool, question: str) -> None:
+    if not yes:
+        click.confirm(question, abort=True, err=True)
+
+
+def split_repository(text: str) -> tuple[str, str]:
+    """``project/repo/name`` to (project, repo/name)."""
+    project, sep, repository = text.partition("/")
+    if not sep or not project or not repository:
+        raise click.BadParameter(
+            f"{text!r}: expected PROJECT/REPOSITORY, e.g. library/nginx", param_hint="REPOSITORY"
+        )
+    return project, repository
+
+
+def split_reference(text: str) -> tuple[str, str, str]:
+    """``project/repo:tag`` or ``project/repo@sha256:...`` to (project, repo, reference)."""
+    if "@" in text:
+        name, _, reference = text.partition("@")
+    else:
+        slash = text.rfind("/")
+        colon = text.rfind(":")
+        if colon <= slash:
+            raise click.BadParameter(
+                f"{text!r}: expected PROJECT/REPOSITORY:TAG or PROJECT/REPOSITORY@DIGEST",
+                param_hint="ARTIFACT",
+            )
+        name, reference = text[:colon], text[colon + 1 :]
+    if not reference:
+        raise click.BadParameter(f"{text!r}: the tag or digest is empty", param_hint="ARTIFACT")
+    project, repository = split_repository(name)
+    return project, repository, reference

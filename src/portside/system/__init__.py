@@ -1,0 +1,1 @@
+"""System-wide concerns: run-time configuration, health checks and usage statistics."""

@@ -1,0 +1,241 @@
+"""Fuzz ``/api/v2.0`` with schemathesis against Portside's own OpenAPI document.
+
+A 5xx answer, a status code the document does not declare, a missing or undeclared content
+type, or a body that does not match the declared schema is a bug (of the route or of the
+document). The run is bounded so it fits in CI: a fixed seed, a few examples per operation, a
+per-request timeout, and a deadline.
+
+The fuzzing deletes and rewrites whatever it finds (users, projects, quotas ...), so it runs
+against a dedicated server, never the shared ``registry``. Two passes: as the admin (the whole
+API is reachable) and anonymously (the gate must answer every route in the documented way).
+Operations that would stop the server from answering the rest of the run are left out, see
+:data:`_UNSAFE`.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import Case, Config, GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.oci import image_manifest, push_content
+from tests.support.server import PortsideServer
+
+# Examples per operation and pass; with ~60-120 operations this keeps each pass near a minute.
+MAX_EXAMPLES = 20
+SEED = 4_2024
+# Wall-clock cap per pass; the test fails (rather than silently skipping) if it is exceeded.
+BUDGET_SECONDS = 90.0
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+# Changing these would make the rest of the run meaningless: read-only mode refuses every write,
+# another auth mode or a new admin password locks the fuzzer out.
+_UNSAFE = {
+    ("PUT", "/configurations"),
+}
+_ADMIN_ID = 1
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortsideServer]:
+    """A Portside of this module's own: the fuzzer changes global state freely."""
+    server = PortsideServer(
+        tmp_path_factory.mktemp("portside-fuzz"),
+        {
+            "PORTSIDE_AUTH__LOGIN_FAILURES_PER_ACCOUNT": "100000 per 5 minutes",
+            "PORTSIDE_AUTH__LOGIN_FAILURES_PER_ADDRESS": "100000 per 5 minutes",
+        },
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def known(fuzz_server: PortsideServer) -> dict[str, str]:
+    """Existing resources, so that some cases reach past the 404s into the handlers."""
+    suffix = secrets.token_hex(3)
+    manifest = image_manifest()
+    with fuzz_server.client() as client:
+        push_content(client, "library/fuzz", manifest, "v1")
+        user = client.post(
+            "/api/v2.0/users",
+            json={
+                "username": f"fz{suffix}",
+                "email": f"fz{suffix}@example.com",
+                "realname": "F",
+                "password": "Fuzzing-Pass-1",
+                "comment": "",
+            },
+        )
+        group = client.post(
+            "/api/v2.0/usergroups", json={"group_name": f"g{suffix}", "group_type": 2}
+        )
+        member = client.post(
+            "/api/v2.0/projects/library/members",
+            json={"role_id": 2, "member_user": {"username": f"fz{suffix}"}},
+        )
+        robot = client.post(
+            "/api/v2.0/robots",
+            json={
+                "name": f"r{suffix}",
+                "level": "project",
+                "duration": -1,
+                "permissions": [
+                    {
+                        "kind": "project",
+                        "namespace": "library",
+                        "access": [{"resource": "repository", "action": "pull"}],
+                    }
+                ],
+            },
+        )
+        label = client.post("/api/v2.0/labels", json={"name": f"l{suffix}", "scope": "g"})
+        for response in (user, group, member, robot, label):
+            assert response.status_code == 201, response.text
+
+        def last(response: Any) -> str:
+            return str(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+
+        return {
+            "project_name_or_id": "library",
+            "project_name": "library",
+            "repository_name": "fuzz",
+            "reference": manifest.digest,
+            "tag_name": "v1",
+            "addition": "build_history",
+            "meta_name": "public",
+            "user_id": last(user),
+            "group_id": last(group),
+            "mid": last(member),
+            "robot_id": str(robot.json()["id"]),
+            "label_id": last(label),
+            "quota_id": "1",
+        }
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzz_server: PortsideServer) -> Any:
+    config = Config.from_dict(
+        {
+            "seed": SEED,
+            "phases": {"examples": {"enabled": True}, "fuzzing": {"enabled": True}},
+            "generation": {"max-examples": MAX_EXAMPLES},
+            "request-timeout": 10,
+        }
+    )
+    schema = schemathesis.openapi.from_url(
+        f"{fuzz_server.url}/api/v2.0/openapi.json", config=config, timeout=10
+    )
+    return schema.exclude(
+        func=lambda ctx: (ctx.operation.method.upper(), ctx.operation.path) in _UNSAFE
+    )
+
+
+_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,  # the per-request timeout bounds each example
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: report what was found
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+# Positive cases reach the handlers; negative ones (that break the document's constraints)
+# exercise validation, which must answer 400 in Harbor's envelope, never 5xx.
+MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+
+
+def _protects_admin(case: Case) -> bool:
+    """False for calls that would take the admin's account away from the fuzzer."""
+    if case.operation.path.startswith("/users/{user_id}") and case.method.upper() != "GET":
+        return str((case.path_parameters or {}).get("user_id")) != str(_ADMIN_ID)
+    return True
+
+
+def _basic(server: PortsideServer) -> str:
+    token = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+    return f"Basic {token}"
+
+
+def _fuzz(
+    api_schema: Any, headers: dict[str, str], budget: float, known: dict[str, str]
+) -> list[str]:
+    """Run every operation through the checks; return one line per failing operation."""
+    failures: list[str] = []
+    deadline = time.monotonic() + budget
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert operations, "the document has no operations"
+    # Deletions last, so the known resources live as long as possible.
+    operations.sort(key=lambda operation: operation.method.upper() == "DELETE")
+    for operation in operations:
+        names = [p.name for p in operation.path_parameters]
+        existing = {name: known[name] for name in names if name in known}
+        variants: list[tuple[GenerationMode, dict[str, str] | None]] = [
+            (mode, None) for mode in MODES
+        ]
+        if existing:
+            variants.append((GenerationMode.POSITIVE, existing))
+        for mode, path_parameters in variants:
+            if time.monotonic() > deadline:
+                failures.append(f"time budget of {budget}s spent before {operation.label}")
+                return failures
+
+            @given(
+                case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
+            )
+            @_SETTINGS
+            def check(case: Case) -> None:
+                assume(_protects_admin(case))
+                case.headers = {**(case.headers or {}), **headers}
+                if not headers:
+                    case.headers.pop("Authorization", None)
+                case.call_and_validate(checks=CHECKS)
+
+            try:
+                check()
+            except Unsatisfiable:
+                # Nothing in the operation can be made invalid (no parameters, or only free
+                # strings): there is no negative case to send.
+                assert mode is GenerationMode.NEGATIVE, operation.label
+            except BaseException as exc:  # collect them all (failure groups too), fail once
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                failures.append(f"{operation.label} ({mode}): {exc}")
+    return failures
+
+
+def test_fuzz_as_admin(api_schema: Any, fuzz_server: PortsideServer, known: dict[str, str]) -> None:
+    credentials = {"Authorization": _basic(fuzz_server)}
+    failures = _fuzz(api_schema, credentials, BUDGET_SECONDS, known)
+    assert not failures, "\n\n".join(failures)
+
+
+def test_fuzz_anonymous(api_schema: Any, known: dict[str, str]) -> None:
+    failures = _fuzz(api_schema, {}, BUDGET_SECONDS, known)
+    assert not failures, "\n\n".join(failures)
+
+
+def test_admin_still_logs_in(fuzz_server: PortsideServer) -> None:
+    """After the fuzzing the admin account still works: nothing above locked it."""
+    with fuzz_server.client() as client:
+        assert client.get("/api/v2.0/users/current").status_code == 200
