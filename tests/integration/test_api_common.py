@@ -207,6 +207,7 @@ def test_every_route_refuses_a_user_without_any_role(
     own |= {("get", "/labels")}  # global labels are listed for every user, as in Harbor
     # System information and the caller's own permissions are for every logged-in user.
     own |= _ANONYMOUS_ALLOWED | {("get", "/statistics"), ("get", "/users/current/permissions")}
+    own |= {("get", "/permissions")}  # the static list of what robots may be given
     bodies = _bodies(tag)
     params = {"username": "admin", "groupname": "g", "project_name": private_project}
     with httpx.Client(

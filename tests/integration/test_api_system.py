@@ -251,6 +251,26 @@ def test_current_permissions_follow_the_role(
         _harbor_error(anonymous.get(f"{API}/users/current/permissions"), 401, "UNAUTHORIZED")
 
 
+def test_grantable_robot_permissions(registry: PortsideServer, client: httpx.Client) -> None:
+    body = client.get(f"{API}/permissions").json()
+    assert body["system"] == []
+    project = {(p["resource"], p["action"]) for p in body["project"]}
+    assert {("repository", "pull"), ("repository", "push"), ("artifact", "delete")} <= project
+    # Everything offered can be given: a robot holding all of it is accepted.
+    robot = client.post(
+        f"{API}/robots",
+        json={
+            "name": f"all-{secrets.token_hex(3)}",
+            "level": "system",
+            "duration": -1,
+            "permissions": [{"kind": "project", "namespace": "*", "access": body["project"]}],
+        },
+    )
+    assert robot.status_code == 201, robot.text
+    with _anonymous(registry) as anonymous:
+        _harbor_error(anonymous.get(f"{API}/permissions"), 401, "UNAUTHORIZED")
+
+
 # -- /configurations: access and validation ------------------------------------------------------
 
 

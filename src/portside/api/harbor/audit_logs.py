@@ -102,12 +102,17 @@ def _conditions(q: str | None) -> list[ColumnElement[bool]]:
 
 
 def _order(sort: str | None) -> list[UnaryExpression[Any]]:
+    fields = parse_sort(sort, set(_SORTABLE))
     order = [
         _SORTABLE[field].desc() if descending else _SORTABLE[field].asc()
-        for field, descending in parse_sort(sort, set(_SORTABLE))
+        for field, descending in fields
     ]
-    # Newest first by default, as Harbor; the id breaks ties so pages never overlap.
-    return [*(order or [audit_logs.c.op_time.desc()]), audit_logs.c.id.desc()]
+    # Newest first by default, as Harbor. The id breaks ties, so pages never overlap, in the
+    # direction of the first key: entries of the same millisecond then keep their order of
+    # recording whichever way the list is sorted.
+    ascending = bool(fields) and not fields[0][1]
+    tie = audit_logs.c.id.asc() if ascending else audit_logs.c.id.desc()
+    return [*(order or [audit_logs.c.op_time.desc()]), tie]
 
 
 def _entry(row: Any) -> AuditLog:

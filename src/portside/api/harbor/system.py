@@ -18,11 +18,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from portside import __version__
-from portside.api.harbor.access import Caller, get_project, require_authenticated, services_of
+from portside.api.harbor.access import (
+    Caller,
+    deny,
+    get_project,
+    require_authenticated,
+    services_of,
+)
 from portside.api.harbor.errors import HarborError
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import ROLE_PERMISSIONS, Permission
+from portside.auth.robots import GRANTABLE_PERMISSIONS
 from portside.system.statistics import statistics
 
 __all__ = ["router"]
@@ -137,3 +144,20 @@ async def current_permissions(
         }
         for permission in sorted(granted)
     ]
+
+
+@router.get("/permissions", summary="The permissions a robot account may be given.")
+async def grantable_permissions(request: Request, principal: Caller) -> dict[str, Any]:
+    """Harbor's ``Permissions``: what the robot editor offers. ``project`` lists every
+    permission a project robot may hold; ``system`` is empty because Portside has no
+    system-level robot permissions (a robot covers every project with namespace ``*``)."""
+    require_authenticated(request, principal)
+    if principal.is_robot:
+        raise deny(request, principal, "list robot permissions")
+    return {
+        "system": [],
+        "project": [
+            {"resource": permission.resource, "action": permission.action}
+            for permission in sorted(GRANTABLE_PERMISSIONS)
+        ],
+    }
