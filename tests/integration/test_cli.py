@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import secrets
+import select
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -591,3 +594,53 @@ def test_lists_walk_every_page(
         assert len(set(first_three)) == 3
     limited = admin_cli("project", "list", "--limit", "2", "-o", "json")
     assert len(limited.json()) == 2
+
+
+def test_long_lists_show_a_progress_bar_on_a_terminal(
+    registry: PortsideServer, client: httpx.Client, home: Path
+) -> None:
+    """On a terminal, walking several pages shows a bar on stderr; piped output never does."""
+    project = _unique("cli-tty-")
+    created = client.post(
+        "/api/v2.0/projects", json={"project_name": project, "metadata": {"public": "false"}}
+    )
+    assert created.status_code == 201, created.text
+    with httpx.Client(base_url=registry.url, timeout=30) as anonymous:
+        for index in range(250):  # each refused anonymous pull is one audit entry
+            anonymous.get(f"/v2/{project}/app{index}/manifests/latest")
+    client.get("/api/v2.0/audit-logs", params={"page_size": 1})  # flushes the queue
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PORTSIDE_")},
+        "HOME": str(home),
+        "PORTSIDE_URL": registry.url,
+        "PORTSIDE_USERNAME": "admin",
+        "PORTSIDE_PASSWORD": registry.password,
+        "COLUMNS": "120",
+        "TERM": "xterm",
+    }
+    args = [sys.executable, "-m", "portside.cli.main", "audit", "list", "--limit", "300"]
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(args, stdout=terminal, stderr=terminal, env=env)
+        os.close(terminal)
+        seen = bytearray()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # the terminal closed: the command is done
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif process.poll() is not None:
+                break
+        assert process.wait(30) == 0, seen[-2000:]
+    finally:
+        os.close(controller)
+    assert b"fetching audit entries" in seen, seen[:2000]
+    piped = subprocess.run(args, capture_output=True, env=env, timeout=60)
+    assert piped.returncode == 0
+    assert b"fetching" not in piped.stderr + piped.stdout

@@ -246,3 +246,24 @@ def test_http10_keep_alive_is_honoured(registry: PortsideServer) -> None:
             answers.append(header.lower())
     assert all(a.startswith(b"http/1.1 401") for a in answers)
     assert all(b"connection: keep-alive" in a for a in answers)
+
+
+def _resident_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB$", status, re.M)[1])  # type: ignore[index]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_idle_memory_is_under_100_mb(tmp_path: Path) -> None:
+    """Issue 2: an idle ``portside serve`` (embedded defaults: SQLite, filesystem) stays under
+    100 MB resident. Read after start-up has settled, before anyone logs in."""
+    server = PortsideServer(tmp_path / "data")
+    server.start()
+    try:
+        assert server.process is not None
+        time.sleep(3)
+        resident_mb = _resident_kib(server.process.pid) / 1024
+        assert resident_mb < 100, f"idle RSS is {resident_mb:.1f} MB"
+    finally:
+        server.stop()

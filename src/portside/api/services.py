@@ -23,6 +23,7 @@ from portside.projects.projects import Projects
 from portside.projects.quotas import ProjectQuotas
 from portside.registry.artifacts import ArtifactContent
 from portside.registry.blobs import Blobs
+from portside.registry.charts import ChartAdditions
 from portside.registry.manifests import Manifests
 from portside.registry.pulls import PullRecorder
 from portside.registry.repositories import Repositories
@@ -44,6 +45,7 @@ class Services:
     blobs: Blobs
     uploads: Uploads
     manifests: Manifests
+    charts: ChartAdditions
     pulls: PullRecorder
     artifacts: ArtifactContent
     accounts: Accounts
@@ -103,6 +105,7 @@ def build_services(settings: Settings) -> Services:
         manifests=manifests,
         pulls=pulls,
         artifacts=ArtifactContent(manifests, storage),
+        charts=ChartAdditions(manifests, blobs),
         accounts=Accounts(db, ttl),
         groups=UserGroups(db),
         robots=robots,

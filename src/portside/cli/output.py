@@ -125,6 +125,7 @@ def page_progress(what: str) -> Iterator[Callable[[int, int | None], None]]:
             progress.start()
             task = progress.add_task(what, total=total)
         progress.update(task, completed=done, total=total)
+        progress.refresh()  # draw now: a fast page would otherwise finish before the first tick
 
     try:
         yield advance

@@ -24,11 +24,13 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["Database", "sqlite_sync_url"]
 
@@ -82,6 +84,9 @@ class Database:
             self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="sqlite")
             self._writer = _GroupCommitWriter(writer_engine)
         else:
+            # Only PostgreSQL needs it; it pulls in the ORM, ~7 MB an SQLite server never uses.
+            from sqlalchemy.ext.asyncio import create_async_engine
+
             self._async_engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )

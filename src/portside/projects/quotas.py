@@ -65,7 +65,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portside.db.engine import Database
@@ -196,6 +195,9 @@ def _claim_statement(dialect: str) -> Executable:
     SQLite runs one write transaction at a time and needs no lock.
     """
     if dialect == "postgresql":
+        # Here, not at the top: the PostgreSQL dialect costs ~2 MB an SQLite server never uses.
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         insert = pg_insert(project_blobs)
         statement: Executable = insert.on_conflict_do_update(
             index_elements=[project_blobs.c.project_id, project_blobs.c.digest],

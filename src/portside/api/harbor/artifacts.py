@@ -55,6 +55,8 @@ from portside.registry.artifacts import (
     tag_condition,
     type_condition,
 )
+from portside.registry.charts import CONTENT_TYPES as CHART_CONTENT_TYPES
+from portside.registry.charts import MISSING_CONTENT, ChartError
 from portside.registry.manifests import Reference
 
 __all__ = ["router", "tag_id"]
@@ -730,6 +732,23 @@ async def list_accessories(
     return found[paging.offset : paging.offset + paging.page_size]
 
 
+async def _chart_addition(
+    request: Request, name: str, artifact: Artifact, addition: str
+) -> Response:
+    """A Helm chart's values.yaml, readme.md or dependencies; 404 when the chart lacks the file
+    or its content cannot be read (broken, hostile or over a size cap)."""
+    try:
+        files = await services_of(request).charts.files(name, artifact.digest)
+        body = files.addition(addition)
+    except ChartError as error:
+        raise HarborError(404, str(error)) from None
+    except MISSING_CONTENT:
+        raise HarborError(404, "the chart content is missing from storage") from None
+    if body is None:
+        raise HarborError(404, f"the chart has no {addition}")
+    return Response(body, media_type=CHART_CONTENT_TYPES[addition])
+
+
 @router.get(f"{_ARTIFACT}/additions/{{addition}}", summary="Get an addition of an artifact.")
 async def get_addition(
     request: Request,
@@ -739,7 +758,7 @@ async def get_addition(
     reference: str,
     addition: str,
 ) -> Response:
-    _, _, _, artifact = await _target(
+    _, name, _, artifact = await _target(
         request,
         principal,
         project_name,
@@ -753,8 +772,8 @@ async def get_addition(
     if addition == "build_history" and kind == "IMAGE" and artifact.media_type not in mt.INDEXES:
         facts = await services_of(request).artifacts.facts(artifact)
         return Response(json.dumps(facts.history), media_type="application/json")
-    if addition in HELM_ADDITIONS and kind == "CHART":
-        raise HarborError(404, f"the chart has no {addition} (chart content is not indexed yet)")
+    if addition.lower() in HELM_ADDITIONS and kind == "CHART":
+        return await _chart_addition(request, name, artifact, addition.lower())
     raise HarborError(404, f"addition {addition[:64]!r} not found for this artifact")
 
 
