@@ -37,8 +37,8 @@ from portside.api.harbor.listing import (
     set_page_headers,
     where_clauses,
 )
-from portside.api.harbor.users import iso_time
 from portside.api.security import client_address
+from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
 from portside.db.tables import labels
@@ -112,8 +112,8 @@ def _out(label: Label) -> LabelOut:
         color=label.color,
         scope=label.scope,
         project_id=label.project_id or 0,
-        creation_time=iso_time(label.created_at),
-        update_time=iso_time(label.updated_at),
+        creation_time=iso8601(label.created_at),
+        update_time=iso8601(label.updated_at),
     )
 
 

@@ -41,6 +41,7 @@ from portside.api.harbor.listing import (
 )
 from portside.api.security import client_address
 from portside.api.services import Services
+from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
 from portside.auth.robots import (
@@ -336,10 +337,6 @@ async def _check_namespaces(request: Request, blocks: list[RobotBlock]) -> None:
 # -- rendering ----------------------------------------------------------------------------------
 
 
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _unix(value: dt.datetime | None) -> int:
     return NEVER if value is None else int(value.timestamp())
 
@@ -369,8 +366,8 @@ def _robot_out(services: Services, record: RobotRecord, refs: dict[str, int]) ->
         creator_type="robot" if services.robots.is_robot_name(creator) else "local",
         creator_ref=refs.get(creator, 0),
         creator=creator,
-        creation_time=_iso(record.created_at),
-        update_time=_iso(record.updated_at),
+        creation_time=iso8601(record.created_at),
+        update_time=iso8601(record.updated_at),
     )
 
 
@@ -463,7 +460,7 @@ async def create_robot(request: Request, body: RobotCreateBody, principal: Calle
         id=record.id,
         name=services.robots.full_name(record.name),
         secret=secret,
-        creation_time=_iso(record.created_at),
+        creation_time=iso8601(record.created_at),
         expires_at=_unix(record.expires_at),
     )
     return JSONResponse(

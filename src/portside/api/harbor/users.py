@@ -15,7 +15,6 @@ a revoked admin flag stops working at once on this replica, and is audited.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -31,6 +30,7 @@ from portside.api.harbor.listing import (
     where_clauses,
 )
 from portside.api.security import client_address, login
+from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.accounts import (
     ADMIN_USERNAME,
@@ -107,12 +107,6 @@ class UserSearchRespItem(BaseModel):
     username: str
 
 
-def iso_time(value: dt.datetime) -> str:
-    """Harbor's timestamp format: UTC, milliseconds, ``Z``. SQLite hands back naive UTC."""
-    aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return aware.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _response(record: UserRecord) -> UserResp:
     return UserResp(
         user_id=record.id,
@@ -122,8 +116,8 @@ def _response(record: UserRecord) -> UserResp:
         comment=record.comment or "",
         sysadmin_flag=record.sysadmin_flag,
         admin_role_in_auth=False,
-        creation_time=iso_time(record.created_at),
-        update_time=iso_time(record.updated_at),
+        creation_time=iso8601(record.created_at),
+        update_time=iso8601(record.updated_at),
     )
 
 
