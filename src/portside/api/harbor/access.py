@@ -28,6 +28,7 @@ __all__ = [
     "deny",
     "gate",
     "get_project",
+    "record_change",
     "require_admin",
     "require_authenticated",
     "require_project",
@@ -138,6 +139,29 @@ def deny(request: Request, principal: Principal, what: str) -> HarborError:
     if not principal.is_authenticated:
         return _unauthorized(request, "authentication required")
     return HarborError(403, f"{principal.name or 'anonymous'} may not {what}")
+
+
+def record_change(
+    request: Request,
+    principal: Principal,
+    operation: str,
+    resource_type: str,
+    resource: str,
+    *,
+    project_id: int | None = None,
+    detail: str | None = None,
+) -> None:
+    """Audit a successful change made through the API by ``principal``."""
+    services_of(request).audit.record(
+        principal.name,
+        operation,
+        resource_type,
+        resource,
+        "success",
+        client_address(request),
+        project_id=project_id,
+        detail=detail,
+    )
 
 
 def require_authenticated(request: Request, principal: Principal) -> None:

@@ -23,12 +23,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy import Connection, delete, select
 
-from portside.api.harbor.access import MAX_ID, Caller, require_project, services_of
+from portside.api.harbor.access import MAX_ID, Caller, record_change, require_project, services_of
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.labels import LabelOut
 from portside.api.harbor.listing import Page, parse_query, parse_sort, set_page_headers
 from portside.api.harbor.repositories import full_name
-from portside.api.security import client_address
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
@@ -222,15 +221,7 @@ def _audit(
     resource: str,
     project: Project,
 ) -> None:
-    services_of(request).audit.record(
-        principal.name,
-        operation,
-        resource_type,
-        resource,
-        "success",
-        client_address(request),
-        project_id=project.id,
-    )
+    record_change(request, principal, operation, resource_type, resource, project_id=project.id)
 
 
 # -- shapes -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from portside.api.harbor.access import (
     MAX_ID,
     Caller,
+    record_change,
     require_admin,
     require_authenticated,
     require_project,
@@ -37,7 +38,6 @@ from portside.api.harbor.listing import (
     set_page_headers,
     where_clauses,
 )
-from portside.api.security import client_address
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
@@ -158,13 +158,12 @@ async def _existing(request: Request, label_id: int) -> Label:
 
 def _audit(request: Request, principal: Principal, operation: str, label: Label) -> None:
     where = "global" if label.project_id is None else f"project {label.project_id}"
-    services_of(request).audit.record(
-        principal.name,
+    record_change(
+        request,
+        principal,
         operation,
         "label",
         label.name,
-        "success",
-        client_address(request),
         project_id=label.project_id,
         detail=f"label {label.id} ({where})",
     )

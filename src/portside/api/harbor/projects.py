@@ -28,6 +28,7 @@ from portside.api.harbor.access import (
     MAX_ID,
     Caller,
     deny,
+    record_change,
     require_authenticated,
     require_project,
     services_of,
@@ -42,7 +43,6 @@ from portside.api.harbor.listing import (
     set_page_headers,
     where_clauses,
 )
-from portside.api.security import client_address
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission, Role
@@ -210,15 +210,8 @@ def _audit(
     project_id: int | None,
     detail: str | None = None,
 ) -> None:
-    services_of(request).audit.record(
-        principal.name,
-        operation,
-        "project",
-        project,
-        "success",
-        client_address(request),
-        project_id=project_id,
-        detail=detail,
+    record_change(
+        request, principal, operation, "project", project, project_id=project_id, detail=detail
     )
 
 

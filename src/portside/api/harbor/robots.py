@@ -26,6 +26,7 @@ from portside.api.harbor.access import (
     MAX_ID,
     Caller,
     deny,
+    record_change,
     require_admin,
     require_authenticated,
     services_of,
@@ -39,7 +40,6 @@ from portside.api.harbor.listing import (
     set_page_headers,
     where_clauses,
 )
-from portside.api.security import client_address
 from portside.api.services import Services
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
@@ -389,14 +389,12 @@ def _audit(
     record: RobotRecord,
     detail: str | None = None,
 ) -> None:
-    services = services_of(request)
-    services.audit.record(
-        principal.name,
+    record_change(
+        request,
+        principal,
         operation,
         "robot",
-        services.robots.full_name(record.name),
-        "success",
-        client_address(request),
+        services_of(request).robots.full_name(record.name),
         project_id=record.project_id,
         detail=detail,
     )

@@ -20,10 +20,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from portside.api.harbor.access import MAX_ID, Caller, deny, require_admin, services_of
+from portside.api.harbor.access import (
+    MAX_ID,
+    Caller,
+    deny,
+    record_change,
+    require_admin,
+    services_of,
+)
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import Paging, set_page_headers
-from portside.api.security import client_address
 from portside.auth.access import Principal
 from portside.auth.groups import (
     GROUP_TYPE_HTTP,
@@ -126,15 +132,7 @@ def _no_nul(value: str | None, name: str) -> str | None:
 def _audit(
     request: Request, principal: Principal, operation: str, resource: str, detail: str | None
 ) -> None:
-    services_of(request).audit.record(
-        principal.name,
-        operation,
-        "usergroup",
-        resource,
-        "success",
-        client_address(request),
-        detail=detail,
-    )
+    record_change(request, principal, operation, "usergroup", resource, detail=detail)
 
 
 async def _existing(request: Request, group_id: int) -> UserGroup:

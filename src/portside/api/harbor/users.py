@@ -20,7 +20,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from portside.api.harbor.access import MAX_ID, Caller, deny, require_admin, services_of
+from portside.api.harbor.access import (
+    MAX_ID,
+    Caller,
+    deny,
+    record_change,
+    require_admin,
+    services_of,
+)
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import (
     Paging,
@@ -29,7 +36,7 @@ from portside.api.harbor.listing import (
     set_page_headers,
     where_clauses,
 )
-from portside.api.security import client_address, login
+from portside.api.security import login
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.accounts import (
@@ -156,15 +163,7 @@ def _user_id_value(value: str) -> int:
 def _audit(
     request: Request, principal: Principal, operation: str, username: str, detail: str | None
 ) -> None:
-    services_of(request).audit.record(
-        principal.name,
-        operation,
-        "user",
-        username,
-        "success",
-        client_address(request),
-        detail=detail,
-    )
+    record_change(request, principal, operation, "user", username, detail=detail)
 
 
 def _changed(request: Request) -> None:
