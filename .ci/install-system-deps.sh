@@ -5,6 +5,9 @@
 #   docker-registry              CNCF distribution 2.8.2, the reference registry for benchmarks
 #   wrk, apache2-utils           request-rate load generators (wrk, ab) and htpasswd
 #   openssl, curl                token fixture signing and readiness probes
+#   debootstrap                  a real Debian 12 root filesystem for the scanner's accuracy tests
+#   rpm, maven, golang-go, ruby, real package tools the scanner's analyzers and version rules are
+#   default-jdk-headless         checked against (rpmdb, Maven ordering, Go build info, gems, jars)
 #
 # Idempotent: only packages whose binary is missing are installed, and when every binary is
 # present apt is not touched at all, so repeated CI runs on the same machine cost nothing (and
@@ -24,6 +27,12 @@ REQUIRED=(
   apache2-utils:/usr/bin/htpasswd
   openssl:/usr/bin/openssl
   curl:/usr/bin/curl
+  debootstrap:/usr/sbin/debootstrap
+  rpm:/usr/bin/rpm
+  maven:/usr/bin/mvn
+  golang-go:/usr/bin/go
+  ruby:/usr/bin/gem
+  default-jdk-headless:/usr/bin/jar
 )
 
 missing_packages() {

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.support.server import PortsideServer
+from tests.support.vulndata import shared_vulndb
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -114,3 +115,12 @@ def client(registry: PortsideServer) -> Iterator[httpx.Client]:
 def repo() -> str:
     """A repository name no other test uses."""
     return f"library/t{secrets.token_hex(5)}"
+
+
+@pytest.fixture(scope="session")
+def vulndb(registry: PortsideServer) -> PortsideServer:
+    """The shared PyPA and Debian advisories, imported into ``registry`` with the CLI."""
+    for data_set in ("pypa", "debian-bookworm"):
+        done = registry.run_command("vulndb", "import", str(shared_vulndb() / data_set))
+        assert done.returncode == 0, done.stderr
+    return registry

@@ -195,6 +195,20 @@ class RegistrySettings(_Section):
     )
 
 
+class ScannerSettings(_Section):
+    workers: int = Field(
+        2, ge=0, le=64, description="Scan jobs run at once on this replica; 0 runs none here."
+    )
+    block_unscanned: bool = Field(
+        True,
+        description="Where a project prevents vulnerable images from being pulled, also refuse "
+        "images that have no successful scan yet (as Harbor does).",
+    )
+    layer_cache_entries: int = Field(
+        512, ge=0, description="Layer analyses kept in memory (they are also in the database)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PORTSIDE_", env_nested_delimiter="__", extra="forbid"
@@ -212,6 +226,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     quota: QuotaSettings = QuotaSettings()
     audit: AuditSettings = AuditSettings()
+    scanner: ScannerSettings = ScannerSettings()
 
     @property
     def database_url(self) -> str:

@@ -103,6 +103,8 @@ def _fill(path: str, project: str) -> str:
         "tag_name": "t",
         "label_id": "1",
         "addition": "build_history",
+        "report_id": "00000000-0000-0000-0000-000000000000",
+        "registration_id": "00000000-0000-0000-0000-000000000000",
     }
     for key, value in values.items():
         path = path.replace("{" + key + "}", value)
@@ -186,6 +188,14 @@ def _bodies(tag: str) -> dict[tuple[str, str], object]:
             "post",
             "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/labels",
         ): {"id": 1},
+        ("post", "/scanners"): {"name": f"s-{tag}", "url": "http://127.0.0.1:9"},
+        ("put", "/scanners/{registration_id}"): {"name": f"s-{tag}", "url": "http://127.0.0.1:9"},
+        ("patch", "/scanners/{registration_id}"): {"is_default": True},
+        ("post", "/scanners/ping"): {"name": "s", "url": "http://127.0.0.1:9"},
+        ("put", "/projects/{project_name_or_id}/scanner"): {"uuid": "x"},
+        ("post", "/system/scanAll/schedule"): {"schedule": {"type": "Manual"}},
+        ("put", "/system/scanAll/schedule"): {"schedule": {"type": "None"}},
+        ("put", "/system/CVEAllowlist"): {"items": []},
     }
 
 
@@ -208,6 +218,8 @@ def test_every_route_refuses_a_user_without_any_role(
     # System information and the caller's own permissions are for every logged-in user.
     own |= _ANONYMOUS_ALLOWED | {("get", "/statistics"), ("get", "/users/current/permissions")}
     own |= {("get", "/permissions")}  # the static list of what robots may be given
+    # The system CVE allowlist applies to every project, so every user may read it.
+    own |= {("get", "/system/CVEAllowlist")}
     bodies = _bodies(tag)
     params = {"username": "admin", "groupname": "g", "project_name": private_project}
     with httpx.Client(

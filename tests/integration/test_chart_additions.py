@@ -1,7 +1,7 @@
 """Helm chart additions (``values.yaml``, ``readme.md``, ``dependencies``) against a real server:
 charts are built here as Helm packages them, pushed over ``/v2/`` with Helm's media types, and
-their additions read back through ``/api/v2.0``. Hostile chart layers must answer a clean 404,
-never a 5xx."""
+their additions read back through ``/api/v2.0``. A file the chart lacks is an empty 200, as on
+Harbor. Hostile chart layers must answer a clean 404, never a 5xx."""
 
 from __future__ import annotations
 
@@ -213,11 +213,30 @@ def test_chart_without_dependencies_answers_an_empty_list(client: httpx.Client, 
     assert response.json() == []
 
 
-def test_chart_without_readme_answers_404_for_it_only(client: httpx.Client, repo: str) -> None:
+def assert_empty(response: httpx.Response, content_type: str) -> None:
+    """Harbor's answer for a file the chart lacks: 200, no body, the addition's content type."""
+    assert response.status_code == 200, (response.status_code, response.text)
+    assert response.content == b""
+    assert response.headers["content-type"] == content_type
+
+
+def test_chart_without_readme_answers_empty_for_it_only(client: httpx.Client, repo: str) -> None:
     url = push_chart(client, repo, tgz(chart_files(**{"README.md": None})))
-    assert "readme.md" in not_found(client.get(f"{url}/readme.md"))
+    assert_empty(client.get(f"{url}/readme.md"), README_TYPE)
+    assert_empty(client.get(f"{url}/README.MD"), README_TYPE)
     assert client.get(f"{url}/values.yaml").content == VALUES_YAML
     assert client.get(f"{url}/dependencies").json() == EXPECTED_DEPENDENCIES
+
+
+def test_chart_with_only_chart_yaml_answers_empty_files(client: httpx.Client, repo: str) -> None:
+    url = push_chart(client, repo, tgz({"mychart/Chart.yaml": CHART_YAML}))
+    assert_empty(client.get(f"{url}/values.yaml"), VALUES_TYPE)
+    assert_empty(client.get(f"{url}/readme.md"), README_TYPE)
+    assert client.get(f"{url}/dependencies").status_code == 200
+    # A README below the top directory (a subchart's) is still not the chart's.
+    nested = tgz({"mychart/Chart.yaml": CHART_YAML, "mychart/charts/sub/README.md": b"# sub\n"})
+    url = push_chart(client, repo, nested, tag="nested")
+    assert_empty(client.get(f"{url}/readme.md"), README_TYPE)
 
 
 def test_additions_of_a_non_chart_artifact_are_404(client: httpx.Client, repo: str) -> None:
@@ -303,9 +322,13 @@ def test_hostile_chart_layers_answer_404_never_5xx(
     url = push_chart(client, repo, HOSTILE[case])
     for addition in ("values.yaml", "readme.md", "dependencies"):
         response = client.get(f"{url}/{addition}")
-        if case == "symlinked-files" and addition == "dependencies":
-            # Chart.yaml is a regular file: its dependencies are served; links never followed.
+        if case == "symlinked-files":
+            # Chart.yaml is a regular file, so this is a chart; links are never followed, so
+            # values.yaml and README.md count as absent (empty) and never leak the target.
             assert response.status_code == 200, response.text
+            assert b"root:" not in response.content
+            if addition != "dependencies":
+                assert response.content == b""
             continue
         message = not_found(response)
         assert "Traceback" not in message

@@ -6,16 +6,19 @@ are the test's, and no PORTSIDE_* variable leaks in from the environment.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import os
 import pty
 import secrets
 import select
+import ssl
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,10 @@ import click
 import httpx
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from portside.cli.main import main as cli_main
 from tests.support.oci import image_manifest, push_content
@@ -644,3 +651,209 @@ def test_long_lists_show_a_progress_bar_on_a_terminal(
     piped = subprocess.run(args, capture_output=True, env=env, timeout=60)
     assert piped.returncode == 0
     assert b"fetching" not in piped.stderr + piped.stdout
+
+
+# -- TLS with a private CA -----------------------------------------------------------------------
+
+
+@dataclass
+class Pki:
+    ca: Path  # the private CA's certificate: what --ca-bundle is given
+    other_ca: Path  # a CA that did not sign the server's certificate
+    cert: Path
+    key: Path
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A private CA and a server certificate for 127.0.0.1 that it signed."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca_cert, ca_key = _ca("Portside test CA")
+    other_cert, _ = _ca("Some other CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pki = Pki(folder / "ca.pem", folder / "other-ca.pem", folder / "tls.crt", folder / "tls.key")
+    pki.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    pki.other_ca.write_bytes(other_cert.public_bytes(serialization.Encoding.PEM))
+    pki.cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    pki.key.write_bytes(_key_pem(key))
+    return pki
+
+
+@pytest.fixture(scope="module")
+def tls_registry(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortsideServer]:
+    """A Portside serving HTTPS with a certificate from the private CA."""
+    env = {"PORTSIDE_SERVER__TLS_CERT": str(pki.cert), "PORTSIDE_SERVER__TLS_KEY": str(pki.key)}
+    trust = ssl.create_default_context(cafile=str(pki.ca))
+    server = PortsideServer(tmp_path_factory.mktemp("tls"), env, scheme="https", verify=trust)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _login(cli: Cli, server: PortsideServer, *options: str, **kwargs: Any) -> Result:
+    return cli(
+        "login",
+        server.url,
+        "-u",
+        "admin",
+        "--password-stdin",
+        *options,
+        stdin=server.password + "\n",
+        **kwargs,
+    )
+
+
+def test_tls_without_trust_fails_with_a_clear_message(
+    cli: Cli, home: Path, tls_registry: PortsideServer, pki: Pki
+) -> None:
+    done = _login(cli, tls_registry)
+    assert done.code == 1
+    assert f"cannot verify the TLS certificate of {tls_registry.url}" in done.err
+    assert "--ca-bundle" in done.err and "--insecure" in done.err
+    assert len(done.err.strip().splitlines()) == 1
+    assert not (home / "config" / "portside" / "credentials.json").exists()
+    # A CA that did not sign it is no better.
+    wrong = _login(cli, tls_registry, "--ca-bundle", str(pki.other_ca))
+    assert wrong.code == 1 and "cannot verify the TLS certificate" in wrong.err
+    # Nor is the environment's way of asking for the same thing.
+    env = {"PORTSIDE_URL": tls_registry.url, "PORTSIDE_USERNAME": "admin"}
+    listed = cli("project", "list", env={**env, "PORTSIDE_PASSWORD": tls_registry.password})
+    assert listed.code == 1 and "cannot verify the TLS certificate" in listed.err
+
+
+def test_tls_with_ca_bundle_works_and_login_stores_it(
+    cli: Cli, home: Path, tls_registry: PortsideServer, pki: Pki
+) -> None:
+    done = _login(cli, tls_registry, "--ca-bundle", str(pki.ca))
+    assert done.code == 0, done.err
+    assert "warning" not in done.err
+    stored = json.loads((home / "config" / "portside" / "credentials.json").read_text())
+    assert stored["ca_bundle"] == str(pki.ca.resolve()) and "insecure" not in stored
+    # Later commands use the stored bundle without repeating it.
+    listed = cli("project", "list", "-o", "json")
+    assert listed.code == 0, listed.err
+    assert "library" in [p["name"] for p in listed.json()]
+    # Logging in again to the same URL without the option keeps it.
+    assert _login(cli, tls_registry).code == 0
+    assert json.loads((home / "config" / "portside" / "credentials.json").read_text())[
+        "ca_bundle"
+    ] == str(pki.ca.resolve())
+    # An option on the command line wins over the stored bundle.
+    overridden = cli("project", "list", "--ca-bundle", str(pki.other_ca))
+    assert overridden.code == 1 and "cannot verify the TLS certificate" in overridden.err
+
+
+def test_tls_ca_bundle_from_the_environment(
+    cli: Cli, tls_registry: PortsideServer, pki: Pki
+) -> None:
+    env = {
+        "PORTSIDE_URL": tls_registry.url,
+        "PORTSIDE_USERNAME": "admin",
+        "PORTSIDE_PASSWORD": tls_registry.password,
+        "PORTSIDE_CA_BUNDLE": str(pki.ca),
+    }
+    done = cli("system", "info", "-o", "json", env=env)
+    assert done.code == 0, done.err
+    assert "warning" not in done.err
+
+
+def test_tls_insecure_works_with_a_warning(
+    cli: Cli, home: Path, tls_registry: PortsideServer
+) -> None:
+    done = _login(cli, tls_registry, "--insecure")
+    assert done.code == 0, done.err
+    assert "warning: not verifying the TLS certificate" in done.err
+    stored = json.loads((home / "config" / "portside" / "credentials.json").read_text())
+    assert stored["insecure"] is True and "ca_bundle" not in stored
+    listed = cli("project", "list")
+    assert listed.code == 0, listed.err
+    assert "warning: not verifying" in listed.err and "library" in listed.out
+    cli("logout")
+    env = {
+        "PORTSIDE_URL": tls_registry.url,
+        "PORTSIDE_USERNAME": "admin",
+        "PORTSIDE_PASSWORD": tls_registry.password,
+        "PORTSIDE_INSECURE": "1",
+    }
+    from_env = cli("project", "list", env=env)
+    assert from_env.code == 0, from_env.err
+    assert "warning: not verifying" in from_env.err
+
+
+def test_tls_bad_ca_bundle_is_a_clear_error(
+    cli: Cli, tmp_path: Path, tls_registry: PortsideServer
+) -> None:
+    missing = _login(cli, tls_registry, "--ca-bundle", str(tmp_path / "nope.pem"))
+    assert missing.code == 2 and "nope.pem" in missing.err and "does not exist" in missing.err
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    bad = _login(cli, tls_registry, "--ca-bundle", str(garbage))
+    assert bad.code == 1
+    assert f"cannot use CA bundle {garbage}" in bad.err
+    assert len(bad.err.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from harborapi.models import (
 )
 from pydantic import BaseModel, ValidationError
 
+from tests.conftest import BACKENDS, _backend_env
 from tests.support.server import PortsideServer
 
 from .clients import ClientEnv, Skopeo
@@ -89,14 +91,17 @@ class StrictHarborClient(HarborAsyncClient):
         return model
 
 
-@pytest.fixture
-def portside(tmp_path: Path) -> Any:
-    server = PortsideServer(tmp_path / "portside")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture(params=BACKENDS)
+def portside(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PortsideServer]:
+    """A server of the test's own (the workflow lists users and audit entries registry-wide), on
+    each backend of the shared ``registry`` fixture: SQLite + folder, PostgreSQL + S3."""
+    for env in _backend_env(request, request.param):
+        server = PortsideServer(tmp_path / "portside", env)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def _skopeo(root: Path, host: str, username: str, password: str) -> Skopeo:

@@ -6,10 +6,12 @@ document). The run is bounded so it fits in CI: a fixed seed, a few examples per
 per-request timeout, and a deadline.
 
 The fuzzing deletes and rewrites whatever it finds (users, projects, quotas ...), so it runs
-against a dedicated server, never the shared ``registry``. Two passes: as the admin (the whole
-API is reachable) and anonymously (the gate must answer every route in the documented way).
-Operations that would stop the server from answering the rest of the run are left out, see
-:data:`_UNSAFE`.
+against a dedicated server, never the shared ``registry``, on each backend the ``registry``
+fixture covers: SQLite + folder, and PostgreSQL + S3 (where each request costs more, so fewer
+examples fit the same time budget, see :data:`LIMITS`). Two passes per backend: as the admin
+(the whole API is reachable) and anonymously (the gate must answer every route in the
+documented way). Operations that would stop the server from answering the rest of the run are
+left out, see :data:`_UNSAFE`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import base64
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -32,14 +35,28 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.conftest import BACKENDS, _backend_env
 from tests.support.oci import image_manifest, push_content
 from tests.support.server import PortsideServer
 
-# Examples per operation and pass; with ~60-120 operations this keeps each pass near a minute.
-MAX_EXAMPLES = 20
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one pass may do: examples per operation (and generation mode), and a wall-clock
+    cap; the test fails (rather than silently skipping) if the cap is exceeded."""
+
+    max_examples: int
+    budget_seconds: float
+
+
+# With ~60-120 operations these keep each pass near a minute on this machine.
+LIMITS = {
+    "sqlite-fs": Limits(max_examples=20, budget_seconds=90.0),
+    "postgres-s3": Limits(max_examples=6, budget_seconds=150.0),
+}
 SEED = 4_2024
-# Wall-clock cap per pass; the test fails (rather than silently skipping) if it is exceeded.
-BUDGET_SECONDS = 90.0
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -54,21 +71,36 @@ _UNSAFE = {
 _ADMIN_ID = 1
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortsideServer]:
+def limits(backend: str) -> Limits:
+    return LIMITS[backend]
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(
+    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PortsideServer]:
     """A Portside of this module's own: the fuzzer changes global state freely."""
-    server = PortsideServer(
-        tmp_path_factory.mktemp("portside-fuzz"),
-        {
-            "PORTSIDE_AUTH__LOGIN_FAILURES_PER_ACCOUNT": "100000 per 5 minutes",
-            "PORTSIDE_AUTH__LOGIN_FAILURES_PER_ADDRESS": "100000 per 5 minutes",
-        },
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    for env in _backend_env(request, backend):
+        server = PortsideServer(
+            tmp_path_factory.mktemp(f"portside-fuzz-{backend}"),
+            {
+                **env,
+                "PORTSIDE_AUTH__LOGIN_FAILURES_PER_ACCOUNT": "100000 per 5 minutes",
+                "PORTSIDE_AUTH__LOGIN_FAILURES_PER_ADDRESS": "100000 per 5 minutes",
+            },
+        )
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +167,12 @@ def known(fuzz_server: PortsideServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def api_schema(fuzz_server: PortsideServer) -> Any:
+def api_schema(fuzz_server: PortsideServer, limits: Limits) -> Any:
     config = Config.from_dict(
         {
             "seed": SEED,
             "phases": {"examples": {"enabled": True}, "fuzzing": {"enabled": True}},
-            "generation": {"max-examples": MAX_EXAMPLES},
+            "generation": {"max-examples": limits.max_examples},
             "request-timeout": 10,
         }
     )
@@ -152,14 +184,17 @@ def api_schema(fuzz_server: PortsideServer) -> Any:
     )
 
 
-_SETTINGS = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,  # the per-request timeout bounds each example
-    phases=[Phase.explicit, Phase.generate],  # no shrinking: report what was found
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-    database=None,
-)
+def _settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        deadline=None,  # the per-request timeout bounds each example
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: report what was found
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+
+
 # Positive cases reach the handlers; negative ones (that break the document's constraints)
 # exercise validation, which must answer 400 in Harbor's envelope, never 5xx.
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
@@ -178,11 +213,14 @@ def _basic(server: PortsideServer) -> str:
 
 
 def _fuzz(
-    api_schema: Any, headers: dict[str, str], budget: float, known: dict[str, str]
+    api_schema: Any, headers: dict[str, str], limits: Limits, known: dict[str, str]
 ) -> list[str]:
     """Run every operation through the checks; return one line per failing operation."""
     failures: list[str] = []
+    budget = limits.budget_seconds
     deadline = time.monotonic() + budget
+    example_settings = _settings(limits.max_examples)
+    spent: dict[str, float] = {}  # seconds per operation, to say where a budget went
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert operations, "the document has no operations"
     # Deletions last, so the known resources live as long as possible.
@@ -195,15 +233,20 @@ def _fuzz(
         ]
         if existing:
             variants.append((GenerationMode.POSITIVE, existing))
+        started = time.monotonic()
         for mode, path_parameters in variants:
             if time.monotonic() > deadline:
-                failures.append(f"time budget of {budget}s spent before {operation.label}")
+                slowest = sorted(spent.items(), key=lambda item: -item[1])[:5]
+                failures.append(
+                    f"time budget of {budget}s spent before {operation.label}; slowest: "
+                    + ", ".join(f"{label} {seconds:.1f}s" for label, seconds in slowest)
+                )
                 return failures
 
             @given(
                 case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
             )
-            @_SETTINGS
+            @example_settings
             def check(case: Case) -> None:
                 assume(_protects_admin(case))
                 case.headers = {**(case.headers or {}), **headers}
@@ -221,17 +264,20 @@ def _fuzz(
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
                 failures.append(f"{operation.label} ({mode}): {exc}")
+        spent[operation.label] = time.monotonic() - started
     return failures
 
 
-def test_fuzz_as_admin(api_schema: Any, fuzz_server: PortsideServer, known: dict[str, str]) -> None:
+def test_fuzz_as_admin(
+    api_schema: Any, fuzz_server: PortsideServer, known: dict[str, str], limits: Limits
+) -> None:
     credentials = {"Authorization": _basic(fuzz_server)}
-    failures = _fuzz(api_schema, credentials, BUDGET_SECONDS, known)
+    failures = _fuzz(api_schema, credentials, limits, known)
     assert not failures, "\n\n".join(failures)
 
 
-def test_fuzz_anonymous(api_schema: Any, known: dict[str, str]) -> None:
-    failures = _fuzz(api_schema, {}, BUDGET_SECONDS, known)
+def test_fuzz_anonymous(api_schema: Any, known: dict[str, str], limits: Limits) -> None:
+    failures = _fuzz(api_schema, {}, limits, known)
     assert not failures, "\n\n".join(failures)
 
 

@@ -244,6 +244,32 @@ def test_mount_with_token_needs_pull_on_the_source(
         assert client.head(blob_path(target, blob.digest)).status_code == 200
 
 
+def test_mount_challenge_names_the_source(
+    registry: PortsideServer, admin: httpx.Client, anonymous: httpx.Client, repo: str
+) -> None:
+    """A client that takes its token's scope from the challenge alone (the conformance suite's
+    reggie does) must be able to mount: the challenge names pull on the source as well."""
+    blob = random_blob()
+    source, target = f"{repo}-source", f"{repo}-target"
+    push_blob(admin, source, blob)
+    params = {"mount": blob.digest, "from": source}
+    response = anonymous.post(f"/v2/{target}/blobs/uploads/", params=params)
+    assert_error(response, 401, "UNAUTHORIZED")
+    scope = _challenge(response)["scope"]
+    assert scope == f"repository:{target}:push repository:{source}:pull"
+    with _bearer(registry, _admin_token(registry, scope)) as client:
+        response = client.post(f"/v2/{target}/blobs/uploads/", params=params)
+        assert response.status_code == 201, response.text
+    assert admin.head(blob_path(target, blob.digest)).status_code == 200
+    # Without a mount, or with a malformed source, the challenge names the target only.
+    response = anonymous.post(f"/v2/{target}/blobs/uploads/", params={"from": source})
+    assert _challenge(response)["scope"] == f"repository:{target}:push"
+    response = anonymous.post(
+        f"/v2/{target}/blobs/uploads/", params={"mount": blob.digest, "from": 'Bad"Name'}
+    )
+    assert _challenge(response)["scope"] == f"repository:{target}:push"
+
+
 def test_invalid_bearer_token_is_401(registry: PortsideServer) -> None:
     token = _admin_token(registry, "repository:library/x:pull")
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")

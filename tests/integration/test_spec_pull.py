@@ -86,7 +86,8 @@ def test_tag_moves_to_the_newest_manifest(client: httpx.Client, repo: str) -> No
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-@pytest.mark.parametrize("reference", ["nosuchtag", MISSING_DIGEST])
+# ".INVALID_MANIFEST_NAME" is the conformance suite's: no manifest can have it, so it is 404.
+@pytest.mark.parametrize("reference", ["nosuchtag", MISSING_DIGEST, ".INVALID_MANIFEST_NAME"])
 def test_unknown_manifest_is_404(
     client: httpx.Client, repo: str, method: str, reference: str
 ) -> None:

@@ -151,6 +151,32 @@ def test_out_of_order_chunk_is_416(client: httpx.Client, repo: str) -> None:
     _assert_stored(client, repo, blob)
 
 
+def test_out_of_order_last_chunk_in_put_is_416(client: httpx.Client, repo: str) -> None:
+    """The spec's "if the final chunk is uploaded out of order" (the conformance suite's
+    "chunked out-of-order and put chunk"): 416, and the upload can still be finished."""
+    blob = random_blob(3000)
+    chunks = _chunks(blob.data, 3)
+    url = upload_url(start_upload(client, repo))
+
+    def put_last(start: int, data: bytes) -> httpx.Response:
+        headers = {"Content-Range": f"{start}-{start + len(data) - 1}"}
+        return client.put(url, params={"digest": blob.digest}, content=data, headers=headers)
+
+    # on a fresh session (no bytes stored yet), then skipping a chunk
+    assert_error(put_last(2000, chunks[2]), 416, "RANGE_INVALID")
+    assert patch_chunk(client, url, chunks[0], 0).status_code == 202
+    response = put_last(2000, chunks[2])
+    assert_error(response, 416, "RANGE_INVALID")
+    assert response.headers["Range"] == "0-999"
+    assert upload_url(response) == url
+    status = client.get(url)
+    assert status.status_code == 204
+    assert status.headers["Range"] == "0-999"
+    assert patch_chunk(client, url, chunks[1], 1000).status_code == 202
+    _assert_created(put_last(2000, chunks[2]), repo, blob)
+    _assert_stored(client, repo, blob)
+
+
 def test_streamed_patch_without_content_range(client: httpx.Client, repo: str) -> None:
     blob = random_blob(3 << 20)
     pieces = _chunks(blob.data, 2)

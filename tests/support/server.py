@@ -51,8 +51,11 @@ class PortsideServer:
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 
-    def start(self, timeout: float = 30) -> None:
-        env = {
+    @property
+    def process_env(self) -> dict[str, str]:
+        """The environment ``portside`` runs with here: server-side commands (``portside
+        vulndb import``, ``db upgrade`` …) given it work on this server's database."""
+        return {
             **os.environ,
             "PORTSIDE_ADMIN_PASSWORD": self.password,
             "PORTSIDE_DATA_DIR": str(self.data_dir),
@@ -61,6 +64,20 @@ class PortsideServer:
             "PORTSIDE_SERVER__SHUTDOWN_GRACE_SECONDS": "5",
             **self.env,
         }
+
+    def run_command(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run ``portside ARGS`` against this server's configuration; output captured."""
+        return subprocess.run(
+            [sys.executable, "-m", "portside.cli.main", *args],
+            env=self.process_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, timeout: float = 30) -> None:
+        env = self.process_env
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

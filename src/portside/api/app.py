@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from portside.api import session, token, v2
+from portside.api import scanner_adapter, session, token, v2
 from portside.api.errors import exception_handlers
 from portside.api.harbor import PREFIX, create_management_app
 from portside.api.harbor.bodylimit import BodyLimit
@@ -24,6 +24,7 @@ from portside.audit.purge import purge_loop
 from portside.audit.syslog import SyslogForwarder
 from portside.auth.accounts import ADMIN_USERNAME
 from portside.config import Settings
+from portside.scanner.reports import ScanJob
 
 __all__ = ["create_app"]
 
@@ -41,6 +42,15 @@ async def _purge_uploads(services: Services) -> None:
             )
         except Exception:
             log.exception("failed to purge abandoned uploads; will retry")
+
+
+def _forget_verdicts(services: Services) -> Callable[[ScanJob, str], Awaitable[None]]:
+    """A finished scan changes what the pull gate would decide: decide afresh."""
+
+    async def forget(_job: ScanJob, _status: str) -> None:
+        services.pull_gate.forget()
+
+    return forget
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -78,7 +88,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         audit_purge = asyncio.create_task(
             purge_loop(services.db, services.audit, settings.audit), name="audit purge"
         )
-        services.health.watch((purge, audit_purge))
+        await services.scans.start()
+        services.scans.workers.on_finish(_forget_verdicts(services))
+        services.health.watch((purge, audit_purge, *services.scans.tasks))
         services.pulls.start()  # flushes pull times and counts; services.close() stops it
         try:
             yield
@@ -87,11 +99,13 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await scanner_adapter.close_jobs(app.state)
             await services.close()
 
     management = create_management_app(services)
     routes = [
         *v2.routes(),
+        *scanner_adapter.routes(),
         Mount(PREFIX, app=BodyLimit(management)),
         Route("/service/token", token.token_get, methods=["GET"]),
         Route("/service/token", token.token_post, methods=["POST"]),

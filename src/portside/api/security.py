@@ -20,7 +20,7 @@ import binascii
 import structlog
 from starlette.requests import HTTPConnection
 
-from portside.auth.access import ANONYMOUS, Principal, Scope
+from portside.auth.access import ANONYMOUS, SCANNER, Principal, Scope
 from portside.auth.tokens import TokenClaims, TokenError
 from portside.oci.errors import ErrorCode, RegistryError
 
@@ -138,6 +138,8 @@ async def principal_from_claims(connection: HTTPConnection, claims: TokenClaims)
     found: Principal | None
     if claims.kind == "anonymous":
         found = ANONYMOUS
+    elif claims.kind == "scanner":
+        found = SCANNER
     elif claims.kind == "robot":
         found = await services.robots.principal(claims.subject, claims.version)
     else:
@@ -182,7 +184,9 @@ async def authorize(connection: HTTPConnection, scope: Scope | None) -> Principa
             bearer = header[:7].lower() == "bearer "
             raise _unauthorized(connection, scope, "invalid_token" if bearer else None) from None
         raise
-    connection.scope.setdefault("state", {})["user"] = principal.name
+    state = connection.scope.setdefault("state", {})
+    state["user"] = principal.name
+    state["principal"] = principal
     if scope is None:
         if not principal.is_authenticated:
             raise _unauthorized(connection, None)
@@ -191,6 +195,9 @@ async def authorize(connection: HTTPConnection, scope: Scope | None) -> Principa
         claims.allows(scope.type, scope.name, a) for a in scope.actions
     ):
         raise _unauthorized(connection, scope, "insufficient_scope")
+    if principal.kind == "scanner" and not _scanner_may_read(connection, claims):
+        _audit_denial(connection, principal, scope)
+        raise RegistryError(ErrorCode.DENIED, "this scanner token is limited to one artifact")
     if not await _granted(connection, principal, scope):
         _audit_denial(connection, principal, scope)
         if claims is not None:
@@ -199,6 +206,16 @@ async def authorize(connection: HTTPConnection, scope: Scope | None) -> Principa
             raise _unauthorized(connection, scope)
         raise RegistryError(ErrorCode.DENIED)
     return principal
+
+
+def _scanner_may_read(connection: HTTPConnection, claims: TokenClaims | None) -> bool:
+    """A scanner token reads only the manifests and blobs it lists, by digest, with GET or
+    HEAD: ``/v2/<name>/manifests/<digest>`` or ``/v2/<name>/blobs/<digest>``."""
+    if claims is None or connection.scope.get("method") not in ("GET", "HEAD"):
+        return False
+    path: str = connection.scope.get("path", "")
+    head, _, reference = path.rpartition("/")
+    return head.endswith(("/manifests", "/blobs")) and reference in claims.digests
 
 
 def _audit_denial(connection: HTTPConnection, principal: Principal, scope: Scope) -> None:

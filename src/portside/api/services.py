@@ -28,6 +28,10 @@ from portside.registry.manifests import Manifests
 from portside.registry.pulls import PullRecorder
 from portside.registry.repositories import Repositories
 from portside.registry.uploads import Uploads
+from portside.scanner.allowlists import Allowlists
+from portside.scanner.gate import PullGate
+from portside.scanner.service import Scans
+from portside.scanner.vulndb import VulnDB
 from portside.storage.base import StorageDriver
 from portside.storage.factory import create_driver
 from portside.system.configurations import Configurations
@@ -62,8 +66,12 @@ class Services:
     sessions: Sessions
     configurations: Configurations
     health: HealthChecks
+    scans: Scans
+    allowlists: Allowlists
+    pull_gate: PullGate
 
     async def close(self) -> None:
+        await self.scans.close()
         await self.pulls.close()
         await self.audit.close()
         await self.health.close()
@@ -94,6 +102,21 @@ def build_services(settings: Settings) -> Services:
         pulls=pulls,
     )
     configurations = Configurations(db, settings, ttl)
+    tokens = TokenService(
+        db,
+        auth.token_issuer,
+        auth.token_service,
+        auth.token_ttl_seconds,
+        lifetime=lambda: configurations.current.token_lifetime_seconds,
+    )
+    scans = Scans(settings, db, storage, manifests, projects, VulnDB(db), tokens, blobs)
+    allowlists = Allowlists(db, ttl)
+    pull_gate = PullGate(
+        scans.reports,
+        allowlists,
+        block_unscanned=settings.scanner.block_unscanned,
+        cache_ttl=ttl,
+    )
     shared_limits = auth.login_limit_storage.startswith(("redis://", "rediss://"))
     return Services(
         settings=settings,
@@ -109,13 +132,7 @@ def build_services(settings: Settings) -> Services:
         accounts=Accounts(db, ttl),
         groups=UserGroups(db),
         robots=robots,
-        tokens=TokenService(
-            db,
-            auth.token_issuer,
-            auth.token_service,
-            auth.token_ttl_seconds,
-            lifetime=lambda: configurations.current.token_lifetime_seconds,
-        ),
+        tokens=tokens,
         projects=projects,
         quotas=quotas,
         members=members,
@@ -131,4 +148,7 @@ def build_services(settings: Settings) -> Services:
         sessions=Sessions(db),
         configurations=configurations,
         health=HealthChecks(db, storage, auth.login_limit_storage if shared_limits else None),
+        scans=scans,
+        allowlists=allowlists,
+        pull_gate=pull_gate,
     )

@@ -16,6 +16,7 @@ from typing import Literal
 __all__ = [
     "ACTIONS",
     "ANONYMOUS",
+    "SCANNER",
     "Principal",
     "Scope",
     "ScopeError",
@@ -33,9 +34,12 @@ class ScopeError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling. ``name`` is the username, or a robot's full name with its prefix;
-    ``version`` is a robot's secret version, which its tokens carry so a refresh revokes them."""
+    ``version`` is a robot's secret version, which its tokens carry so a refresh revokes them.
 
-    kind: Literal["user", "robot", "anonymous"]
+    ``scanner`` is an external scanner adapter holding a short-lived token Portside minted for
+    one scan: it may pull exactly the manifests and blobs the token lists, nothing else."""
+
+    kind: Literal["user", "robot", "anonymous", "scanner"]
     name: str
     id: int | None = None
     is_admin: bool = False
@@ -51,6 +55,7 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous", "")
+SCANNER = Principal("scanner", "portside-scanner")
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,10 @@ class ProjectPolicy:
             return scope.actions if scope.name == "catalog" else frozenset()
         if principal.is_admin:
             return scope.actions
+        if principal.kind == "scanner":
+            # Only ever from a token Portside minted for one scan; the token itself (checked
+            # by the caller) limits it to one repository and to the artifact's digests.
+            return scope.actions & {"pull"}
         project = await self._projects.get(project_of(scope.name))
         if project is None:
             return frozenset()

@@ -30,7 +30,7 @@ from portside.auth.access import Principal
 from portside.auth.passwords import hash_password, verify_password
 from portside.auth.rbac import ROLE_PERMISSIONS, Permission
 from portside.db.engine import Database
-from portside.db.queries import insert_ignore, now
+from portside.db.queries import as_utc, insert_ignore, now
 from portside.db.tables import projects, robot_permissions, robots, users
 from portside.registry.cache import LRUCache
 
@@ -112,10 +112,6 @@ def expiry(start: dt.datetime, duration_days: int) -> dt.datetime | None:
     if duration_days == NEVER:
         return None
     return start + dt.timedelta(days=duration_days)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # SQLite
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,12 +272,12 @@ def _load_records(connection: Connection, rows: Sequence[Any]) -> list[RobotReco
             level="project" if row.level == "project" else "system",
             project_id=row.project_id,
             duration=int(row.duration_days),
-            expires_at=_utc(row.expires_at) if row.expires_at is not None else None,
+            expires_at=as_utc(row.expires_at) if row.expires_at is not None else None,
             disabled=bool(row.disabled),
             secret_version=int(row.secret_version),
             creator=row.creator,
-            created_at=_utc(row.created_at),
-            updated_at=_utc(row.updated_at),
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
             permissions=tuple(blocks[int(row.id)]),
         )
         for row in rows
@@ -319,7 +315,7 @@ class Robots:
         row = await self._db.read(lambda c: c.execute(_STATE, params).first())
         if row is None:
             return None
-        expires_at = _utc(row.expires_at) if row.expires_at is not None else None
+        expires_at = as_utc(row.expires_at) if row.expires_at is not None else None
         state = RobotState(
             int(row.id), row.secret_hash, int(row.secret_version), bool(row.disabled), expires_at
         )
@@ -530,7 +526,7 @@ class Robots:
             }
             if duration != row.duration_days:
                 values["duration_days"] = duration
-                values["expires_at"] = expiry(_utc(row.created_at), duration)
+                values["expires_at"] = expiry(as_utc(row.created_at), duration)
             connection.execute(update(robots).where(robots.c.id == robot_id).values(values))
             connection.execute(
                 delete(robot_permissions).where(robot_permissions.c.robot_id == robot_id)

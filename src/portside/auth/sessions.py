@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, select
 
 from portside.db.engine import Database
-from portside.db.queries import now
+from portside.db.queries import as_utc, now
 from portside.db.tables import sessions, users
 
 __all__ = [
@@ -44,11 +44,6 @@ _PURGE_BATCH = 1000
 def session_id(token: str) -> str:
     """The stored id of a cookie token: its SHA-256, hex."""
     return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +118,11 @@ class Sessions:
         if row is None:
             return None
         stamp = self._clock()
-        expires = _aware(row.expires_at)
+        expires = as_utc(row.expires_at)
         if expires <= stamp:
             await self._db.write(lambda c: c.execute(delete(sessions).where(sessions.c.id == key)))
             return None
-        slid = min(stamp + self._idle, _aware(row.created_at) + self._absolute)
+        slid = min(stamp + self._idle, as_utc(row.created_at) + self._absolute)
         if slid - expires >= _EXTEND_AFTER:
             await self._db.write(
                 lambda c: c.execute(

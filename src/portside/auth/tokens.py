@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from portside.auth.access import Principal, Scope
+from portside.auth.access import SCANNER, Principal, Scope
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now
 from portside.db.tables import signing_keys
@@ -52,6 +52,8 @@ class TokenClaims:
     version: int
     expires_at: float
     access: dict[tuple[str, str], frozenset[str]]
+    # Scanner tokens only: the digests the holder may pull.
+    digests: frozenset[str] = frozenset()
 
     def allows(self, resource_type: str, name: str, action: str) -> bool:
         granted = self.access.get((resource_type, name), frozenset())
@@ -141,6 +143,32 @@ class TokenService:
         )
         return IssuedToken(token, ttl, dt.datetime.fromtimestamp(issued, dt.UTC))
 
+    def issue_scanner_token(
+        self, repository: str, digests: Iterable[str], ttl_seconds: int
+    ) -> IssuedToken:
+        """A pull token for one scan: ``repository`` and only these ``digests`` (the artifact's
+        manifests and blobs), for ``ttl_seconds``. It names no account, so it cannot be
+        revoked early; keep the lifetime to what the scan needs."""
+        issued = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": SCANNER.name,
+            "aud": self.service,
+            "iat": issued,
+            "nbf": issued - _LEEWAY_SECONDS,
+            "exp": issued + ttl_seconds,
+            "jti": secrets.token_urlsafe(12),
+            "kind": SCANNER.kind,
+            "uid": None,
+            "ver": 0,
+            "access": [{"type": "repository", "name": repository, "actions": ["pull"]}],
+            "digests": sorted(set(digests)),
+        }
+        token = jwt.encode(
+            claims, self._signing_key, algorithm=_ALGORITHM, headers={"kid": self._signing_kid}
+        )
+        return IssuedToken(token, ttl_seconds, dt.datetime.fromtimestamp(issued, dt.UTC))
+
     async def _public_key(self, kid: str) -> Any:
         key = self._public_keys.get(kid)
         if key is not None:
@@ -177,12 +205,23 @@ class TokenService:
         except jwt.PyJWTError as exc:
             raise TokenError(str(exc)) from None
         kind, version, uid = payload.get("kind"), payload.get("ver"), payload.get("uid")
-        if kind not in ("user", "robot", "anonymous") or not isinstance(version, int):
+        if kind not in ("user", "robot", "anonymous", "scanner") or not isinstance(version, int):
             raise TokenError("token does not name its subject's kind")
         if uid is not None and not isinstance(uid, int):
             raise TokenError("token has an invalid account id")
+        digests = payload.get("digests")
+        if kind == "scanner" and not (
+            isinstance(digests, list) and digests and all(isinstance(d, str) for d in digests)
+        ):
+            raise TokenError("a scanner token must list the digests it may pull")
         claims = TokenClaims(
-            str(payload["sub"]), kind, uid, version, float(payload["exp"]), _access(payload)
+            str(payload["sub"]),
+            kind,
+            uid,
+            version,
+            float(payload["exp"]),
+            _access(payload),
+            frozenset(digests) if kind == "scanner" and isinstance(digests, list) else frozenset(),
         )
         self._verified.put(token, claims)
         return claims

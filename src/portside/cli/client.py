@@ -7,13 +7,14 @@ a user can cause (unreachable server, bad password, missing project...) becomes 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import click
 import httpx
 
-from portside.cli.credentials import Credentials
+from portside.cli.credentials import Credentials, Tls
 
 __all__ = ["API_PREFIX", "Api", "ApiError"]
 
@@ -53,6 +54,40 @@ def _error_message(response: httpx.Response) -> str:
     return f"{detail}{hint} [HTTP {response.status_code}]"
 
 
+def _verify(url: str, tls: Tls) -> ssl.SSLContext | bool:
+    """What httpx should verify the server's certificate with (plain http ignores it)."""
+    https = url.startswith("https://")
+    if tls.insecure:
+        if https:
+            click.echo(
+                f"warning: not verifying the TLS certificate of {url} (--insecure): anyone "
+                "on the network path can read and change this traffic",
+                err=True,
+            )
+        return False
+    if tls.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=tls.ca_bundle)
+    except ssl.SSLError as exc:  # before OSError: it is one
+        reason = f"it holds no PEM certificate ({exc.reason})"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    raise ApiError(f"cannot use CA bundle {tls.ca_bundle}: {reason}")
+
+
+def _certificate_problem(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under an httpx error, if that is what failed."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx -> httpcore -> ssl; bounded against odd cycles
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class Api:
     """Basic-authenticated calls to one registry."""
 
@@ -68,7 +103,24 @@ class Api:
             auth=auth,
             timeout=timeout,
             headers={"X-Is-Resource-Name": "true", "Accept": "application/json"},
+            verify=_verify(credentials.url, credentials.tls),
         )
+
+    def _failure(self, exc: httpx.HTTPError) -> ApiError:
+        """One line for a request that got no HTTP answer."""
+        problem = _certificate_problem(exc)
+        if problem is not None:
+            reason = problem.verify_message or problem.reason or "verification failed"
+            return ApiError(
+                f"cannot verify the TLS certificate of {self.url}: {reason}. If a private CA "
+                "signed it (or it is self-signed), pass --ca-bundle PATH with that CA's "
+                "certificate (or set PORTSIDE_CA_BUNDLE); --insecure skips the check"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return ApiError(f"cannot connect to {self.url}: {_reason(exc)}")
+        if isinstance(exc, httpx.TimeoutException):
+            return ApiError(f"{self.url} did not answer in time")
+        return ApiError(f"request to {self.url} failed: {_reason(exc)}")
 
     def close(self) -> None:
         self._client.close()
@@ -91,12 +143,8 @@ class Api:
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
             response = self._client.request(method, path, params=params, json=json, **extra)
-        except httpx.ConnectError as exc:
-            raise ApiError(f"cannot connect to {self.url}: {_reason(exc)}") from None
-        except httpx.TimeoutException:
-            raise ApiError(f"{self.url} did not answer in time") from None
         except httpx.HTTPError as exc:
-            raise ApiError(f"request to {self.url} failed: {_reason(exc)}") from None
+            raise self._failure(exc) from None
         if response.status_code >= 400:
             raise ApiError(_error_message(response), response.status_code)
         return response
@@ -106,7 +154,7 @@ class Api:
         try:
             return self._client.request(method, path)
         except httpx.HTTPError as exc:
-            raise ApiError(f"request to {self.url} failed: {_reason(exc)}") from None
+            raise self._failure(exc) from None
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         response = self.request("GET", path, params=params)

@@ -1,9 +1,14 @@
-"""Where the client commands find the registry URL and the account to use.
+"""Where the client commands find the registry URL, the account to use, and how to trust the
+registry's TLS certificate.
 
 ``PORTSIDE_URL``, ``PORTSIDE_USERNAME`` and ``PORTSIDE_PASSWORD`` win over the file, so CI jobs
 need no ``login`` step and never leave a password on disk. Otherwise ``portside login`` keeps
 them in ``$XDG_CONFIG_HOME/portside/credentials.json`` (``~/.config`` by default), readable by
 the owner only: the folder is created 0700 and the file 0600 before any secret is written.
+
+TLS trust (:class:`Tls`) comes from ``--ca-bundle``/``--insecure`` (or ``PORTSIDE_CA_BUNDLE``/
+``PORTSIDE_INSECURE``, which click reads for those options) and otherwise from what the last
+``login`` stored, so a registry with a private CA needs the option once, at login.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["Credentials", "credentials_path", "forget", "load", "save"]
+__all__ = ["Credentials", "Tls", "credentials_path", "forget", "load", "save"]
 
 _ENV_URL = "PORTSIDE_URL"
 _ENV_USERNAME = "PORTSIDE_USERNAME"
@@ -23,10 +28,24 @@ _ENV_PASSWORD = "PORTSIDE_PASSWORD"
 
 
 @dataclass(frozen=True)
+class Tls:
+    """How to verify the registry's certificate: the system's CAs (the default), the CAs in
+    ``ca_bundle`` (a PEM file, absolute path), or not at all (``insecure``)."""
+
+    ca_bundle: str | None = None
+    insecure: bool = False
+
+    def over(self, stored: Tls) -> Tls:
+        """These settings where given, ``stored`` (the login's) for the rest."""
+        return Tls(self.ca_bundle or stored.ca_bundle, self.insecure or stored.insecure)
+
+
+@dataclass(frozen=True)
 class Credentials:
     url: str
     username: str | None
     password: str | None
+    tls: Tls = Tls()
 
 
 def credentials_path() -> Path:
@@ -45,7 +64,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _from_file() -> dict[str, str]:
+def _from_file() -> dict[str, str | bool]:
     path = credentials_path()
     try:
         data = json.loads(path.read_text())
@@ -55,36 +74,46 @@ def _from_file() -> dict[str, str]:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         raise click.ClickException(f"{path} is not a credentials file; run portside login")
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    return {k: v for k, v in data.items() if isinstance(v, str | bool)}
 
 
-def load() -> Credentials:
-    """The credentials to use, environment first. Raises a usage-friendly error when none."""
+def _text(stored: dict[str, str | bool], key: str) -> str | None:
+    value = stored.get(key)
+    return value if isinstance(value, str) else None
+
+
+def load(tls: Tls | None = None) -> Credentials:
+    """The credentials to use, environment first, with ``tls`` (the command's options) over
+    the stored TLS settings. Raises a usage-friendly error when there is no registry URL."""
     stored = _from_file()
-    url = os.environ.get(_ENV_URL) or stored.get("url")
+    stored_tls = Tls(_text(stored, "ca_bundle"), stored.get("insecure") is True)
+    url = os.environ.get(_ENV_URL) or _text(stored, "url")
     if not url:
         raise click.ClickException(
             "not logged in: run 'portside login URL -u USER' or set PORTSIDE_URL"
         )
     from_env = _ENV_USERNAME in os.environ
-    username = os.environ.get(_ENV_USERNAME) if from_env else stored.get("username")
+    username = os.environ.get(_ENV_USERNAME) if from_env else _text(stored, "username")
     password = (
-        os.environ.get(_ENV_PASSWORD) if _ENV_PASSWORD in os.environ else stored.get("password")
+        os.environ.get(_ENV_PASSWORD) if _ENV_PASSWORD in os.environ else _text(stored, "password")
     )
-    return Credentials(normalise_url(url), username or None, password)
+    effective = (tls or Tls()).over(stored_tls)
+    return Credentials(normalise_url(url), username or None, password, effective)
 
 
 def save(credentials: Credentials) -> Path:
     path = credentials_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    payload = json.dumps(
-        {
-            "url": credentials.url,
-            "username": credentials.username,
-            "password": credentials.password,
-        },
-        indent=2,
-    )
+    stored: dict[str, str | bool | None] = {
+        "url": credentials.url,
+        "username": credentials.username,
+        "password": credentials.password,
+    }
+    if credentials.tls.ca_bundle is not None:
+        stored["ca_bundle"] = credentials.tls.ca_bundle
+    if credentials.tls.insecure:
+        stored["insecure"] = True
+    payload = json.dumps(stored, indent=2)
     # Create with 0600 from the start (no window where the secret is world-readable), and
     # tighten a file an older version may have left with wider rights.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

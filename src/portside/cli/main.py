@@ -16,7 +16,9 @@ from portside.cli.commands.accounts import robot, user
 from portside.cli.commands.content import artifact, repo, tag
 from portside.cli.commands.operations import audit, quota, system
 from portside.cli.commands.projects import member, project
+from portside.cli.commands.scanning import cve_allowlist, sbom, scan, scan_all
 from portside.cli.commands.session import login, logout
+from portside.cli.commands.vulndb import vulndb
 from portside.cli.server import admin, config, config_option, load_or_fail
 
 __all__ = ["main"]
@@ -28,9 +30,10 @@ def main() -> None:
     """Portside, a self-hosted private container registry.
 
     \b
-    Server:  serve, db upgrade, admin reset-password, config check
+    Server:  serve, db upgrade, admin reset-password, config check, vulndb import/status
     Client:  login, logout, project, member, repo, artifact, tag, robot, user,
-             quota, audit, system  (talk to any Portside over /api/v2.0)
+             quota, audit, system, scan, scan-all, sbom, cve-allowlist
+             (talk to any Portside over /api/v2.0)
 
     Shell completion (bash): eval "$(_PORTSIDE_COMPLETE=bash_source portside)"
     """
@@ -82,6 +85,7 @@ def serve(config: Path | None, host: str | None, port: int | None, data_dir: Pat
       registry.catalog_max_entries / cache_ttl_seconds                    1000 / 10
       quota.default_project_bytes         -1 (unlimited)
       audit.retention_days / purge_interval_seconds / syslog_address   90 / 3600 / unset
+      scanner.workers / block_unscanned / layer_cache_entries           2 / true / 512
     """
     _keep_rich_out()
     from portside.server import run
@@ -128,6 +132,11 @@ for _command in (
     quota,
     audit,
     system,
+    vulndb,
+    scan,
+    scan_all,
+    cve_allowlist,
+    sbom,
 ):
     main.add_command(_command)
 

@@ -14,11 +14,17 @@ from typing import Any
 from sqlalchemy import Connection, Executable, Table
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-__all__ = ["insert_ignore", "now", "upsert"]
+__all__ = ["as_utc", "insert_ignore", "now", "upsert"]
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A timestamp read back from the database, as an aware UTC datetime: SQLite returns the
+    naive UTC value we stored, PostgreSQL an aware one."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _insert_for(dialect: str) -> Any:

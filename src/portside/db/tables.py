@@ -28,19 +28,25 @@ __all__ = [
     "audit_logs",
     "blobs",
     "configurations",
+    "cve_allowlists",
     "labels",
+    "layer_analyses",
     "manifest_references",
     "manifests",
     "metadata",
     "project_blobs",
     "project_members",
     "project_metadata",
+    "project_scanners",
     "projects",
     "quotas",
     "repositories",
     "repository_blobs",
     "robot_permissions",
     "robots",
+    "scan_reports",
+    "scanner_registrations",
+    "schedules",
     "sessions",
     "signing_keys",
     "tags",
@@ -48,6 +54,9 @@ __all__ = [
     "usergroup_users",
     "usergroups",
     "users",
+    "vuln_advisories",
+    "vuln_affected",
+    "vuln_db_meta",
 ]
 
 metadata = MetaData(
@@ -306,16 +315,20 @@ manifest_references = Table(
     Index("ix_manifest_references_digest", "digest"),
 )
 
+# A tag's id is Harbor's Tag.id: never reused (sqlite_autoincrement), so a tag deleted and
+# pushed again gets a new one, while moving a tag to another manifest keeps it.
+# (repository_id, name) is unique: the lookup key and the index of name-ordered tag listing.
 tags = Table(
     "tags",
     metadata,
+    Column("id", Integer, primary_key=True),
     Column(
         "repository_id",
         Integer,
         ForeignKey("repositories.id", ondelete="CASCADE"),
-        primary_key=True,
+        nullable=False,
     ),
-    Column("name", ordered_name(128), primary_key=True),
+    Column("name", ordered_name(128), nullable=False),
     Column(
         "manifest_id",
         Integer,
@@ -323,7 +336,9 @@ tags = Table(
         nullable=False,
     ),
     _timestamp("updated_at"),
+    UniqueConstraint("repository_id", "name"),
     Index("ix_tags_manifest_id", "manifest_id"),
+    sqlite_autoincrement=True,
 )
 
 uploads = Table(
@@ -391,4 +406,146 @@ sessions = Table(
     _timestamp("created_at"),
     _timestamp("expires_at"),
     Index("ix_sessions_expires_at", "expires_at"),
+)
+
+
+# -- scanning ---------------------------------------------------------------------------------
+# What the scanner learnt from each layer, by layer digest: content addressed, so a base layer
+# shared by many images is read once. ``analyzer_version`` retires results of older analyzers.
+layer_analyses = Table(
+    "layer_analyses",
+    metadata,
+    Column("digest", String(150), primary_key=True),
+    Column("analyzer_version", Integer, nullable=False),
+    Column("result", Text, nullable=False),
+    _timestamp("created_at"),
+)
+
+# One row per (artifact digest, scanner, report type): the job while it is queued or running,
+# then its outcome. Rows are claimed by workers on any replica (status Pending -> Running) and
+# ``heartbeat_at`` lets another replica take back a job whose worker died.
+scan_reports = Table(
+    "scan_reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("digest", String(150), nullable=False),
+    Column("repository", String(255), nullable=False),
+    Column("registration_uuid", String(36), nullable=False),
+    Column("mime_type", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("severity", String(16), nullable=True),
+    Column("summary", Text, nullable=True),
+    Column("report", Text, nullable=True),
+    Column("message", Text, nullable=True),
+    Column("requested_by", String(255), nullable=True),
+    _timestamp("requested_at"),
+    Column("start_time", DateTime(timezone=True), nullable=True),
+    Column("end_time", DateTime(timezone=True), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("digest", "registration_uuid", "mime_type"),
+    Index("ix_scan_reports_status", "status", "id"),
+    sqlite_autoincrement=True,
+)
+
+# CVE allowlists: project_id 0 is the system allowlist. ``items`` is a JSON list of CVE ids.
+cve_allowlists = Table(
+    "cve_allowlists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, nullable=False, unique=True),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("items", Text, nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    sqlite_autoincrement=True,
+)
+
+# External scanners speaking Harbor's pluggable scanner API. The built-in scanner is a row too
+# (url ``builtin:``), so defaults and per-project choices treat both alike.
+scanner_registrations = Table(
+    "scanner_registrations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", String(1024), nullable=True),
+    Column("url", String(1024), nullable=False),
+    Column("auth", String(32), nullable=False, server_default=""),
+    Column("access_credential", String(1024), nullable=False, server_default=""),
+    Column("skip_cert_verify", Boolean, nullable=False, server_default=text("false")),
+    Column("use_internal_addr", Boolean, nullable=False, server_default=text("false")),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("is_default", Boolean, nullable=False, server_default=text("false")),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    sqlite_autoincrement=True,
+)
+
+project_scanners = Table(
+    "project_scanners",
+    metadata,
+    Column(
+        "project_id",
+        Integer,
+        ForeignKey("projects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "registration_uuid",
+        String(36),
+        ForeignKey("scanner_registrations.uuid", ondelete="CASCADE"),
+        nullable=False,
+    ),
+)
+
+# Named schedules (scan-all today). ``claimed_at`` lets exactly one replica run each due time.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("cron", String(128), nullable=False, server_default=""),
+    Column("last_run_at", DateTime(timezone=True), nullable=True),
+    _timestamp("updated_at"),
+)
+
+
+# -- vulnerability database -------------------------------------------------------------------
+# Advisories imported from OSV records (portside.scanner.vulndb), in the database so every
+# replica matches against the same data. ``record`` is the parsed advisory as compact JSON.
+vuln_advisories = Table(
+    "vuln_advisories",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("modified", String(64), nullable=False),
+    Column("record", Text, nullable=False),
+)
+
+# Which advisories name which package: the lookup a scan makes, by (ecosystem, name) with the
+# name normalised (portside.scanner.matching.normalize_name). The primary key is that index.
+vuln_affected = Table(
+    "vuln_affected",
+    metadata,
+    Column("ecosystem", String(255), primary_key=True),
+    Column("name", String(512), primary_key=True),
+    Column(
+        "advisory_id",
+        String(128),
+        ForeignKey("vuln_advisories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Index("ix_vuln_affected_advisory_id", "advisory_id"),
+)
+
+# One row (id 1): what was imported last. ``generation`` grows with every import, so a replica
+# learns with one small query that its cached advisories are stale.
+vuln_db_meta = Table(
+    "vuln_db_meta",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", BigInteger, nullable=False),
+    Column("advisory_count", Integer, nullable=False),
+    Column("source", Text, nullable=False),
+    _timestamp("imported_at"),
 )

@@ -68,7 +68,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portside.db.engine import Database
-from portside.db.queries import now
+from portside.db.queries import as_utc, now
 from portside.db.tables import (
     manifests,
     project_blobs,
@@ -419,11 +419,6 @@ def _record(row: Any) -> QuotaRecord:
         owner_name=row.owner_name,
         hard=int(row.hard_bytes),
         used=int(row.used or 0),
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
     )
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -231,6 +231,7 @@ class Artifact:
 
 @dataclass(frozen=True, slots=True)
 class TagRow:
+    id: int
     artifact_id: int
     repository_id: int
     name: str
@@ -459,13 +460,21 @@ def artifact_details(
         return details
     if with_tag:
         query = (
-            select(tags.c.manifest_id, tags.c.repository_id, tags.c.name, tags.c.updated_at)
+            select(
+                tags.c.id, tags.c.manifest_id, tags.c.repository_id, tags.c.name, tags.c.updated_at
+            )
             .where(tags.c.manifest_id.in_(ids))
             .order_by(tags.c.updated_at.desc(), tags.c.name)
         )
         for row in connection.execute(query):
             details.tags.setdefault(int(row.manifest_id), []).append(
-                TagRow(int(row.manifest_id), int(row.repository_id), row.name, row.updated_at)
+                TagRow(
+                    int(row.id),
+                    int(row.manifest_id),
+                    int(row.repository_id),
+                    row.name,
+                    row.updated_at,
+                )
             )
     if with_label:
         label_query = (

@@ -94,6 +94,21 @@ def parse_content_range(value: str) -> ContentRange:
     return ContentRange(int(match[1]), int(match[2]))
 
 
+def _check_chunk_range(
+    current: UploadStatus, content_range: ContentRange, content_length: int | None
+) -> None:
+    """A chunk must start where the upload ends (else ``RANGE_INVALID``, 416, with the progress
+    headers so the client can resume) and be as long as its ``Content-Length`` says."""
+    if content_range.start != current.size:
+        raise RegistryError(
+            ErrorCode.RANGE_INVALID,
+            f"chunk must start at byte {current.size}",
+            headers=current.headers(),
+        )
+    if content_length is not None and content_length != content_range.length:
+        raise RegistryError(ErrorCode.SIZE_INVALID, "Content-Length does not match Content-Range")
+
+
 @dataclass(slots=True)
 class _Session:
     """This process's open state of one upload: the writer and the running hash."""
@@ -159,17 +174,11 @@ class Uploads:
         async with self._lock(upload_id):
             session = await self._session(upload_id)
             if content_range is not None:
-                if content_range.start != session.writer.size:
-                    current = UploadStatus(upload_id, repository, session.writer.size)
-                    raise RegistryError(
-                        ErrorCode.RANGE_INVALID,
-                        f"chunk must start at byte {current.size}",
-                        headers=current.headers(),
-                    )
-                if content_length is not None and content_length != content_range.length:
-                    raise RegistryError(
-                        ErrorCode.SIZE_INVALID, "Content-Length does not match Content-Range"
-                    )
+                _check_chunk_range(
+                    UploadStatus(upload_id, repository, session.writer.size),
+                    content_range,
+                    content_length,
+                )
             try:
                 await self._pump(upload_id, session, body, content_length, room)
             except QuotaExceeded:
@@ -186,14 +195,21 @@ class Uploads:
         digest: Digest,
         body: AsyncIterator[bytes],
         size_hint: int | None = None,
+        content_range: ContentRange | None = None,
     ) -> int:
         """Append the closing PUT's body, verify ``digest`` and make the blob part of
-        ``repository``. Returns the blob size. A digest mismatch discards the upload."""
+        ``repository``. Returns the blob size. A digest mismatch discards the upload; a final
+        chunk whose ``content_range`` does not start at the current size is refused as in
+        :meth:`append` and leaves the upload as it was."""
         await self._require_row(repository, upload_id)
         # Only a blob new to the project needs room (None: no limit applies).
         room = await self._quotas.room_for(repository, str(digest))
         await self._repos.ids_of(repository)  # cached: the link then needs no lookup
         async with self._lock(upload_id):
+            if content_range is not None:
+                # Storage, not a session: checking must not open one (see _is_whole_small_body).
+                current = UploadStatus(upload_id, repository, await self._stored_size(upload_id))
+                _check_chunk_range(current, content_range, size_hint)
 
             def store_rows(connection: Connection) -> None:
                 self._blobs.link(connection, repository, digest, size)

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from portside.db.engine import sqlite_sync_url
 from portside.db.migrate import downgrade, upgrade
-from portside.db.tables import metadata
+from portside.db.queries import upsert
+from portside.db.tables import metadata, tags
 from tests.support.backends import postgres_database
 
 
@@ -105,3 +107,92 @@ def test_repositories_from_before_projects_are_placed_in_projects(database_url: 
         ("team_a/tools/cli", "team_a"),
     ]
     assert [tuple(r) for r in usage] == [("solo", 7), ("team_a", 100)]
+
+
+def _seed_tags(engine: Engine, stamp: dt.datetime) -> None:
+    """Two repositories, a manifest each, and tags on them, in the pre-0005 shape."""
+    with engine.begin() as connection:
+        for repository in ("lib/a", "lib/b"):
+            connection.execute(
+                text("INSERT INTO repositories (name, created_at) VALUES (:n, :t)"),
+                {"n": repository, "t": stamp},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO manifests (repository_id, digest, media_type, size, created_at) "
+                    "SELECT id, 'sha256:aa', 'x', 7, :t FROM repositories WHERE name = :r"
+                ),
+                {"t": stamp, "r": repository},
+            )
+        for repository, tag in [("lib/a", "v1"), ("lib/a", "latest"), ("lib/b", "v1")]:
+            connection.execute(
+                text(
+                    "INSERT INTO tags (repository_id, name, manifest_id, updated_at) "
+                    "SELECT r.id, :n, m.id, :t FROM repositories r "
+                    "JOIN manifests m ON m.repository_id = r.id WHERE r.name = :r"
+                ),
+                {"n": tag, "t": stamp, "r": repository},
+            )
+
+
+def _tag_rows(engine: Engine) -> list[tuple[str, str]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT r.name, t.name FROM tags t JOIN repositories r ON r.id = t.repository_id "
+                "ORDER BY r.name, t.name"
+            )
+        ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_existing_tags_get_unique_ids_that_are_never_reused(database_url: str) -> None:
+    upgrade(database_url, "0004")
+    engine = _engine(database_url)
+    stamp = dt.datetime.now(dt.UTC)
+    try:
+        _seed_tags(engine, stamp)
+        before = _tag_rows(engine)
+        upgrade(database_url)
+        assert _tag_rows(engine) == before
+        schema = inspect(engine)
+        assert schema.get_pk_constraint("tags")["constrained_columns"] == ["id"]
+        unique = [u["column_names"] for u in schema.get_unique_constraints("tags")]
+        assert ["repository_id", "name"] in unique
+        assert "ix_tags_manifest_id" in {i["name"] for i in schema.get_indexes("tags")}
+        if engine.dialect.name == "postgresql":
+            # Byte-order tag paging depends on the column's collation surviving the change.
+            (name,) = [c for c in schema.get_columns("tags") if c["name"] == "name"]
+            assert name["type"].collation == "C"
+        with engine.begin() as connection:
+            ids = list(connection.scalars(text("SELECT id FROM tags ORDER BY id")))
+            assert len(ids) == len(set(ids)) == 3 and all(isinstance(i, int) for i in ids)
+            top = max(ids)
+            connection.execute(text("DELETE FROM tags WHERE id = :i"), {"i": top})
+            # Through the same single-statement upsert a manifest PUT uses.
+            repository_id, manifest_id = connection.execute(
+                text("SELECT repository_id, manifest_id FROM tags WHERE id = :i"), {"i": ids[0]}
+            ).one()
+            keys = {"repository_id": repository_id, "name": "fresh"}
+            upsert(connection, tags, keys, {"manifest_id": manifest_id, "updated_at": stamp})
+            fresh = connection.scalar(select(tags.c.id).where(tags.c.name == "fresh"))
+            assert fresh is not None and fresh > top  # the deleted id is not handed out again
+            # Upserting an existing (repository, name) moves it and keeps its id.
+            upsert(connection, tags, keys, {"manifest_id": manifest_id, "updated_at": stamp})
+            assert connection.scalar(select(tags.c.id).where(tags.c.name == "fresh")) == fresh
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tags (repository_id, name, manifest_id, updated_at) "
+                    "VALUES (:r, 'fresh', :m, :t)"
+                ),
+                {"r": repository_id, "m": manifest_id, "t": stamp},
+            )
+        downgrade(database_url, "0004")
+        assert inspect(engine).get_pk_constraint("tags")["constrained_columns"] == [
+            "repository_id",
+            "name",
+        ]
+        assert len(_tag_rows(engine)) == 3
+    finally:
+        engine.dispose()

@@ -23,6 +23,9 @@ from portside.api.harbor import (
     quotas,
     repositories,
     robots,
+    scan_all,
+    scanners,
+    scans,
     search,
     system,
     usergroups,
@@ -54,6 +57,8 @@ def create_management_app(services: Services) -> FastAPI:
     for module in (system, configurations, search):
         app.include_router(module.router)
     for module in (repositories, artifacts):
+        app.include_router(module.router)
+    for module in (scans, scanners, scan_all):
         app.include_router(module.router)
     document_errors(app)  # one shared declaration of Harbor's error responses for every route
 

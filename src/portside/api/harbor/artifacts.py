@@ -15,7 +15,7 @@ anonymous callers on public projects.
 from __future__ import annotations
 
 import json
-import zlib
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ from portside.api.harbor.errors import HarborError
 from portside.api.harbor.labels import LabelOut
 from portside.api.harbor.listing import Page, parse_query, parse_sort, set_page_headers
 from portside.api.harbor.repositories import full_name
+from portside.api.harbor.scan_results import scan_overviews, vulnerability_reports
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
@@ -58,7 +59,7 @@ from portside.registry.charts import CONTENT_TYPES as CHART_CONTENT_TYPES
 from portside.registry.charts import MISSING_CONTENT, ChartError
 from portside.registry.manifests import Reference
 
-__all__ = ["router", "tag_id"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["artifact"])
 
@@ -227,18 +228,13 @@ def _audit(
 # -- shapes -------------------------------------------------------------------------------------
 
 
-def tag_id(repository_id: int, name: str) -> int:
-    """A stable id for a tag (tags are keyed by repository and name)."""
-    return zlib.crc32(f"{repository_id}:{name}".encode()) & 0x7FFFFFFF
-
-
 def _time(value: Any) -> str:
     return NEVER if value is None else iso8601(value)
 
 
 def _tag(tag: TagRow, artifact: Artifact) -> dict[str, Any]:
     return {
-        "id": tag_id(tag.repository_id, tag.name),
+        "id": tag.id,
         "repository_id": tag.repository_id,
         "artifact_id": tag.artifact_id,
         "name": tag.name,
@@ -352,7 +348,8 @@ async def _artifact_json(
     if with_accessory:
         out["accessories"] = [_accessory(a, name) for a in details.accessories.get(artifact.id, [])]
     if with_scan_overview:
-        out["scan_overview"] = {}
+        overviews = await scan_overviews(request, [artifact.digest])
+        out["scan_overview"] = overviews.get(artifact.digest, {})
     return out
 
 
@@ -588,6 +585,13 @@ async def copy_artifact(
 # -- tags ---------------------------------------------------------------------------------------
 
 
+_TAG_SORT: dict[str, Callable[[TagRow], Any]] = {
+    "id": lambda t: t.id,
+    "name": lambda t: t.name,
+    "push_time": lambda t: t.push_time,
+}
+
+
 @router.get(f"{_ARTIFACT}/tags", response_model=list[TagOut], summary="List an artifact's tags.")
 async def list_tags(
     request: Request,
@@ -607,7 +611,7 @@ async def list_tags(
         request, principal, project_name, repository_name, reference, Permission("tag", "list")
     )
     terms = parse_query(q, {"name"})
-    parse_sort(sort, {"name", "push_time", "id"})
+    order = parse_sort(sort, set(_TAG_SORT))
     details = await services_of(request).db.read(
         lambda c: artifact_details(
             c, repository_id, [artifact], with_tag=True, with_label=False, with_accessory=False
@@ -620,6 +624,9 @@ async def list_tags(
             found = [t for t in found if term.values[0] in t.name]
         else:
             found = [t for t in found if t.name in term.values]
+    # Python's sort is stable: sorting by the last key first leaves the first key in charge.
+    for field, descending in reversed(order):
+        found.sort(key=_TAG_SORT[field], reverse=descending)
     paging = Page(page, page_size)
     set_page_headers(request, response, paging, len(found))
     chosen = found[paging.offset : paging.offset + paging.page_size]
@@ -726,8 +733,12 @@ async def list_accessories(
 async def _chart_addition(
     request: Request, name: str, artifact: Artifact, addition: str
 ) -> Response:
-    """A Helm chart's values.yaml, readme.md or dependencies; 404 when the chart lacks the file
-    or its content cannot be read (broken, hostile or over a size cap)."""
+    """A Helm chart's values.yaml, readme.md or dependencies; 404 when the chart content cannot
+    be read (broken, hostile or over a size cap).
+
+    A file the chart does not have is an empty 200 with the addition's content type, as on
+    Harbor (its chart processor serves the file map's empty string for a missing name).
+    """
     try:
         files = await services_of(request).charts.files(name, artifact.digest)
         body = files.addition(addition)
@@ -735,9 +746,7 @@ async def _chart_addition(
         raise HarborError(404, str(error)) from None
     except MISSING_CONTENT:
         raise HarborError(404, "the chart content is missing from storage") from None
-    if body is None:
-        raise HarborError(404, f"the chart has no {addition}")
-    return Response(body, media_type=CHART_CONTENT_TYPES[addition])
+    return Response(body or b"", media_type=CHART_CONTENT_TYPES[addition])
 
 
 @router.get(f"{_ARTIFACT}/additions/{{addition}}", summary="Get an addition of an artifact.")
@@ -759,7 +768,8 @@ async def get_addition(
     )
     kind = artifact.type
     if addition == "vulnerabilities":
-        return Response("{}", media_type="application/json")
+        reports = await vulnerability_reports(request, artifact.digest)
+        return Response(json.dumps(reports), media_type="application/json")
     if addition == "build_history" and kind == "IMAGE" and artifact.media_type not in mt.INDEXES:
         facts = await services_of(request).artifacts.facts(artifact)
         return Response(json.dumps(facts.history), media_type="application/json")

@@ -14,9 +14,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from portside.api.harbor.access import Caller, require_admin, services_of
+from portside.api.harbor.access import Caller, record_change, require_admin, services_of
 from portside.api.harbor.errors import HarborError
-from portside.api.security import client_address
 from portside.system.configurations import EDITABLE, ConfigurationError
 
 __all__ = ["router"]
@@ -58,15 +57,13 @@ async def update_configurations(request: Request, principal: Caller) -> Response
         changed = await services.configurations.update(body)
     except ConfigurationError as exc:
         raise HarborError(400, str(exc)) from None
-    address = client_address(request)
     for key, (before, after) in changed.items():
-        services.audit.record(
-            principal.name,
+        record_change(
+            request,
+            principal,
             "update",
             "configuration",
             key,
-            "success",
-            address,
             detail=f"{json.dumps(before)} -> {json.dumps(after)}",
         )
     return Response(status_code=200)

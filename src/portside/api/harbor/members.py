@@ -15,11 +15,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
-from portside.api.harbor.access import MAX_ID, Caller, services_of
+from portside.api.harbor.access import MAX_ID, Caller, record_change, services_of
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import Page, PageParams, set_page_headers
 from portside.api.harbor.projects import project_for, text_filter
-from portside.api.security import client_address
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission, Role
 from portside.projects.members import EntityType, Member
@@ -112,15 +111,13 @@ def _changed(
     detail: str,
 ) -> None:
     """After a membership change: drop cached decisions, and audit it."""
-    services = services_of(request)
-    services.policy.forget()
-    services.audit.record(
-        principal.name,
+    services_of(request).policy.forget()
+    record_change(
+        request,
+        principal,
         operation,
         "member",
         f"{project.name}/{entity_name}",
-        "success",
-        client_address(request),
         project_id=project.id,
         detail=detail,
     )

@@ -20,10 +20,9 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, StrictInt
 
-from portside.api.harbor.access import MAX_ID, Caller, require_admin, services_of
+from portside.api.harbor.access import MAX_ID, Caller, record_change, require_admin, services_of
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import Paging, parse_sort, set_page_headers
-from portside.api.security import client_address
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.projects.quotas import MAX_HARD_BYTES, UNLIMITED, QuotaRecord, SortKey
@@ -149,13 +148,12 @@ async def update_quota(
     before = await services.quotas.get(quota_id)
     if before is None or not await services.quotas.set_hard(quota_id, hard):
         raise HarborError(404, f"quota {quota_id} not found")
-    services.audit.record(
-        principal.name,
+    record_change(
+        request,
+        principal,
         "update",
         "quota",
         before.project_name,
-        "success",
-        client_address(request),
         project_id=quota_id,
         detail=f"hard.storage: {before.hard} -> {hard}",
     )

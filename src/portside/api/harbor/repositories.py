@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy import ColumnElement, update
 
-from portside.api.harbor.access import Caller, require_project, services_of
+from portside.api.harbor.access import Caller, record_change, require_project, services_of
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import Page as _Page
 from portside.api.harbor.listing import (
@@ -28,7 +28,6 @@ from portside.api.harbor.listing import (
     set_page_headers,
     where_clauses,
 )
-from portside.api.security import client_address
 from portside.audit.log import iso8601
 from portside.auth.rbac import Permission
 from portside.db.queries import now
@@ -218,15 +217,7 @@ async def update_repository(
         .values(description=body.description or "", updated_at=now())
     )
     await services_of(request).db.write(lambda c: c.execute(statement))
-    services_of(request).audit.record(
-        principal.name,
-        "update",
-        "repository",
-        name,
-        "success",
-        client_address(request),
-        project_id=project.id,
-    )
+    record_change(request, principal, "update", "repository", name, project_id=project.id)
     return Response(status_code=200)
 
 
@@ -240,13 +231,5 @@ async def delete_repository(
     name = full_name(project, repository_name)
     if not await services_of(request).repositories.delete(name):
         raise HarborError(404, f"repository {name[:255]!r} not found")
-    services_of(request).audit.record(
-        principal.name,
-        "delete",
-        "repository",
-        name,
-        "success",
-        client_address(request),
-        project_id=project.id,
-    )
+    record_change(request, principal, "delete", "repository", name, project_id=project.id)
     return Response(status_code=200)

@@ -36,6 +36,7 @@ def _guarded(handler: Handler, action: Action) -> Callable[[Request], Awaitable[
         try:
             principal = await authorize(request, scope)
         except RegistryError as error:
+            _name_mount_source(request, scope, error)
             # A caller with credentials pushing outside any project learns why it failed.
             if action == "push" and "authorization" in request.headers:
                 await _require_project(request, name)
@@ -47,6 +48,26 @@ def _guarded(handler: Handler, action: Action) -> Callable[[Request], Awaitable[
 
     endpoint.__name__ = handler.__name__
     return endpoint
+
+
+def _name_mount_source(request: Request, scope: Scope, error: RegistryError) -> None:
+    """Add pull on a mount's ``from`` repository to the challenge, as distribution does: a
+    client that asks for a token with the challenge's scope alone would otherwise get one that
+    cannot read the source, and its mount would quietly become an upload."""
+    source = request.query_params.get("from")
+    challenge = error.headers.get("WWW-Authenticate")
+    if request.method != "POST" or "mount" not in request.query_params:
+        return
+    if source is None or challenge is None or f'scope="{scope}"' not in challenge:
+        return
+    try:
+        source_scope = Scope("repository", validate_name(source), frozenset({"pull"}))
+    except RegistryError:
+        return  # the handler refuses a malformed source; there is nothing to name
+    # Scopes in one challenge are separated by spaces (distribution's token auth).
+    error.headers["WWW-Authenticate"] = challenge.replace(
+        f'scope="{scope}"', f'scope="{scope} {source_scope}"'
+    )
 
 
 async def _require_project(request: Request, repository: str) -> None:

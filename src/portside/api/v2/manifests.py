@@ -14,6 +14,8 @@ from portside.api.security import client_address
 from portside.api.v2.common import Page, read_limited
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest, parse_digest
+from portside.oci.errors import ErrorCode, RegistryError
+from portside.oci.names import is_tag
 from portside.projects.projects import project_of
 from portside.registry.manifests import Reference, parse_reference
 
@@ -47,9 +49,45 @@ def _artifact(name: str, reference: Reference, digest: Digest) -> str:
     return f"{name}:{reference.tag}" if reference.tag is not None else f"{name}@{digest}"
 
 
+def _reference_to_read(value: str) -> Reference:
+    """The reference of a GET or HEAD. A string that is neither a digest nor a valid tag names
+    no manifest, so it is 404 like any missing one (the OCI conformance suite asks exactly
+    this); TAG_INVALID is kept for pushes, where the client must fix its request."""
+    if ":" not in value and not is_tag(value):
+        raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": value[:200]})
+    return parse_reference(value)
+
+
+async def _check_pull_gate(
+    request: Request, name: str, digest: Digest, media_type: str, body: bytes
+) -> None:
+    """Refuse the pull when the project prevents vulnerable images and this one is (or is not
+    scanned yet). The scanner pulling an image to scan it is never refused."""
+    services = request.app.state.services
+    project = await services.projects.get(project_of(name))
+    if project is None or project.metadata.get("prevent_vul") != "true":
+        return
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is not None and principal.kind == "scanner":
+        return
+    verdict = await services.pull_gate.check(project, str(digest), media_type, body)
+    if not verdict.allowed:
+        services.audit.record(
+            request.scope.get("state", {}).get("user", ""),
+            "pull",
+            "artifact",
+            f"{name}@{digest}",
+            "failure",
+            client_address(request),
+            project_id=project.id,
+            detail="refused by the vulnerability policy",
+        )
+        raise RegistryError(ErrorCode.DENIED, verdict.reason)
+
+
 async def get(request: Request, name: str) -> Response:
     manifests = request.app.state.services.manifests
-    reference = parse_reference(request.path_params["reference"])
+    reference = _reference_to_read(request.path_params["reference"])
     record = await manifests.resolve(name, reference)
     headers = {
         "Docker-Content-Digest": str(record.digest),
@@ -59,6 +97,7 @@ async def get(request: Request, name: str) -> Response:
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers, media_type=record.media_type)
     body = await manifests.body(record)
+    await _check_pull_gate(request, name, record.digest, record.media_type, body)
     audit_artifact(
         request,
         name,
@@ -81,6 +120,7 @@ async def put(request: Request, name: str) -> Response:
     }
     if pushed.subject is not None:
         headers["OCI-Subject"] = str(pushed.subject)
+    request.app.state.services.scans.pushed(name, str(pushed.digest))
     audit_artifact(
         request,
         name,

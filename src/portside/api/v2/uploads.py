@@ -13,7 +13,7 @@ from portside.auth.access import Principal, Scope
 from portside.oci.digest import Digest, parse_digest
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.oci.names import validate_name
-from portside.registry.uploads import UploadStatus, parse_content_range
+from portside.registry.uploads import ContentRange, UploadStatus, parse_content_range
 
 __all__ = ["append", "cancel", "finish", "start", "status"]
 
@@ -97,16 +97,22 @@ async def status(request: Request, name: str) -> Response:
     return Response(status_code=204, headers=_upload_headers(upload))
 
 
-async def append(request: Request, name: str) -> Response:
+def _chunk_range(request: Request, length: int | None) -> ContentRange | None:
+    """The chunk's ``Content-Range``, of a PATCH or of a closing PUT that carries the last one."""
     header = request.headers.get("content-range")
     content_range = parse_content_range(header) if header else None
-    length = content_length(request)
     if content_range is not None and length is None:
         # A chunk must say its size up front (spec: "Chunked upload"), so a body that disagrees
         # with its range is refused before any of it is stored.
         raise RegistryError(
             ErrorCode.SIZE_INVALID, "a chunk with Content-Range needs Content-Length"
         )
+    return content_range
+
+
+async def append(request: Request, name: str) -> Response:
+    length = content_length(request)
+    content_range = _chunk_range(request, length)
     upload = await request.app.state.services.uploads.append(
         name, _upload_id(request), request_body(request), content_range, length
     )
@@ -118,8 +124,10 @@ async def finish(request: Request, name: str) -> Response:
     if not digest_param:
         raise RegistryError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
     digest = parse_digest(digest_param)
+    length = content_length(request)
+    content_range = _chunk_range(request, length)
     await request.app.state.services.uploads.finish(
-        name, _upload_id(request), digest, request_body(request), content_length(request)
+        name, _upload_id(request), digest, request_body(request), length, content_range
     )
     return _created(name, digest)
 

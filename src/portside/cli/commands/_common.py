@@ -20,15 +20,37 @@ __all__ = [
     "password_input",
     "split_reference",
     "split_repository",
+    "tls_options",
     "yes_option",
 ]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tls_options(command: F) -> F:
+    """``--ca-bundle PATH`` and ``--insecure`` (also PORTSIDE_CA_BUNDLE, PORTSIDE_INSECURE),
+    passed to ``command`` as ``ca_bundle`` and ``insecure``."""
+    command = click.option(
+        "--insecure",
+        is_flag=True,
+        envvar="PORTSIDE_INSECURE",
+        help="Do not verify the registry's TLS certificate (prints a warning; tests only). "
+        "[env PORTSIDE_INSECURE]",
+    )(command)
+    return click.option(
+        "--ca-bundle",
+        type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+        envvar="PORTSIDE_CA_BUNDLE",
+        help="PEM file with the CA certificate(s) that signed the registry's certificate: a "
+        "private CA, or the certificate itself when self-signed. [env PORTSIDE_CA_BUNDLE]",
+    )(command)
 
 
 def pass_api(command: Callable[Concatenate[Api, P], R]) -> Callable[P, R]:
-    """Call ``command`` with an :class:`Api` built from the stored or environment credentials.
+    """Call ``command`` with an :class:`Api` built from the stored or environment credentials,
+    and give the command the TLS options (:func:`tls_options`), which it never sees.
 
     httpx is imported here, at call time, so ``portside serve`` never pays for it.
     """
@@ -37,10 +59,12 @@ def pass_api(command: Callable[Concatenate[Api, P], R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from portside.cli.client import Api
 
-        with Api(credentials.load()) as api:
+        ca_bundle = kwargs.pop("ca_bundle", None)
+        tls = credentials.Tls(str(ca_bundle) if ca_bundle else None, bool(kwargs.pop("insecure")))
+        with Api(credentials.load(tls)) as api:
             return command(api, *args, **kwargs)
 
-    return wrapper
+    return tls_options(wrapper)
 
 
 def password_input(from_stdin: bool, prompt: str = "Password", confirm: bool = False) -> str:

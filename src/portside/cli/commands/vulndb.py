@@ -1,0 +1,157 @@
+"""``portside vulndb import`` and ``portside vulndb status``: server-side commands on the
+configured database (like ``portside db upgrade``), for the advisories the built-in scanner
+matches against. Every replica sees an import at once: the advisories live in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from portside.cli.output import emit_json, output_option, print_record, print_table
+from portside.cli.server import config_option, load_or_fail
+
+if TYPE_CHECKING:
+    from portside.config import Settings
+    from portside.scanner.vulndb import VulnDB
+
+__all__ = ["vulndb"]
+
+T = TypeVar("T")
+
+
+async def _with_vulndb(settings: Settings, work: Callable[[VulnDB], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work`` on the configured database, refusing one that is missing or not migrated."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import make_url
+
+    from portside.db.engine import Database
+    from portside.db.migrate import alembic_config
+    from portside.scanner.vulndb import VulnDB
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise click.ClickException(
+            f"no database at {url.database}; run 'portside db upgrade' (or serve) first"
+        )
+    heads = set(ScriptDirectory.from_config(alembic_config(settings.database_url)).get_heads())
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        current = await db.read(lambda c: set(MigrationContext.configure(c).get_current_heads()))
+        if current != heads:
+            raise click.ClickException(
+                "the database is not at the current schema version; run 'portside db upgrade'"
+            )
+        return await work(VulnDB(db))
+    finally:
+        await db.close()
+
+
+def _run(settings: Settings, work: Callable[[VulnDB], Coroutine[Any, Any, T]]) -> T:
+    from portside.api.logging import configure_logging
+
+    # Logs go to stderr as the server's do, so stdout holds only the answer (--output json).
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        return asyncio.run(_with_vulndb(settings, work))
+    except click.ClickException:
+        raise
+    except Exception as exc:  # a database that cannot be opened is a user error here
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise click.ClickException(f"cannot use the database: {message}") from None
+
+
+@contextmanager
+def _file_progress() -> Iterator[Callable[[int, int], None]]:
+    """``advance(done, total)`` drawing a bar on stderr, on a terminal only (pipes and
+    ``--output json`` stay clean). Called from the importer's worker thread."""
+    if not (sys.stderr.isatty() and sys.stdout.isatty()):
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("reading advisories"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("files", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+            if done == 1:  # draw now: a small import would otherwise end before the first tick
+                progress.refresh()
+
+        yield advance
+
+
+@click.group()
+def vulndb() -> None:
+    """The vulnerability database the built-in scanner matches against (OSV advisories)."""
+
+
+@vulndb.command("import")
+@config_option
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@output_option
+def vulndb_import(config: Path | None, path: Path, output: str) -> None:
+    """Import OSV advisories from PATH: a folder (searched recursively for .json, .yaml and
+    .yml records and .zip archives of them), one record file or one .zip.
+
+    An advisory already imported is replaced (same id); files that are not OSV records are
+    counted and skipped. Running servers see the new advisories on their next scan.
+
+    \b
+    Examples:
+      portside vulndb import ./advisory-database/vulns --config /etc/portside.yaml
+      portside vulndb import osv-PyPI.zip -o json
+    """
+    settings = load_or_fail(config)
+    with _file_progress() as advance:
+        stats = _run(settings, lambda v: v.import_path(path, progress=advance))
+    if output == "json":
+        emit_json(asdict(stats))
+        return
+    click.echo(
+        f"imported {stats.advisories} advisories from {stats.files} files in "
+        f"{stats.seconds:.1f} s ({stats.withdrawn} withdrawn, {stats.malformed} malformed "
+        f"files skipped); database generation {stats.generation}"
+    )
+
+
+@vulndb.command("status")
+@config_option
+@output_option
+def vulndb_status(config: Path | None, output: str) -> None:
+    """Show what the vulnerability database holds: advisories in all and per ecosystem,
+    and the last import."""
+    settings = load_or_fail(config)
+    status = _run(settings, lambda v: v.status())
+    if output == "json":
+        emit_json(status)
+        return
+    print_record(
+        status,
+        [
+            ("advisories", lambda s: s["advisories"]),
+            ("last import", lambda s: s["imported_at"]),
+            ("source", lambda s: s["source"]),
+            ("generation", lambda s: s["generation"]),
+        ],
+    )
+    print_table(
+        sorted(status["ecosystems"].items()),
+        [("ecosystem", lambda row: row[0]), ("advisories", lambda row: row[1])],
+        empty="no advisories imported yet: run 'portside vulndb import PATH'",
+    )

@@ -1,0 +1,1 @@
+"""Vulnerability scanning and SBOMs: reading images, finding packages, matching advisories."""

@@ -1,0 +1,94 @@
+"""The pull gate: in a project with ``prevent_vul`` set, a manifest whose findings reach the
+project's ``severity`` is not served, nor (with ``scanner.block_unscanned``, as in Harbor) one
+that has no successful scan yet. CVEs on the project's effective allowlist do not count.
+
+The common case costs nothing: a project without ``prevent_vul`` is decided from its cached
+metadata. Otherwise the verdict per (project, digest) is cached for ``cache_ttl`` seconds.
+Artifacts the scanner cannot scan (charts, signatures, SBOMs …) are never blocked, so signing
+and attaching SBOMs keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portside.oci import mediatypes as mt
+from portside.projects.projects import Project
+from portside.registry.cache import LRUCache
+from portside.scanner.allowlists import Allowlists
+from portside.scanner.engine import UnsupportedArtifact, layers_of
+from portside.scanner.model import Severity
+from portside.scanner.reports import VULNERABILITY_REPORT, ScanReports
+
+__all__ = ["PullGate", "Verdict"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: str = ""
+
+
+_ALLOWED = Verdict(True)
+
+
+class PullGate:
+    def __init__(
+        self,
+        reports: ScanReports,
+        allowlists: Allowlists,
+        *,
+        block_unscanned: bool,
+        cache_ttl: float,
+    ) -> None:
+        self._reports = reports
+        self._allowlists = allowlists
+        self._block_unscanned = block_unscanned
+        self._verdicts: LRUCache[tuple[int, str], Verdict] = LRUCache(50_000, cache_ttl)
+
+    def forget(self) -> None:
+        """After a scan finished or an allowlist changed here: decide again at once."""
+        self._verdicts.clear()
+
+    async def check(self, project: Project, digest: str, media_type: str, body: bytes) -> Verdict:
+        if project.metadata.get("prevent_vul") != "true":
+            return _ALLOWED
+        key = (project.id, digest)
+        cached = self._verdicts.get(key)
+        if cached is not None:
+            return cached
+        verdict = await self._decide(project, digest, media_type, body)
+        self._verdicts.put(key, verdict)
+        return verdict
+
+    async def _decide(self, project: Project, digest: str, media_type: str, body: bytes) -> Verdict:
+        if media_type not in mt.INDEXES:
+            try:
+                layers_of(body)
+            except UnsupportedArtifact:
+                return _ALLOWED  # nothing a scanner could judge
+        threshold = project.metadata.get("severity", "low").capitalize()
+        policy = (
+            f"the project's policy prevents pulling images with vulnerabilities of severity "
+            f"{threshold} or higher"
+        )
+        job = (await self._reports.jobs([digest], VULNERABILITY_REPORT)).get(digest)
+        if job is None or job.summary is None:  # no successful scan, ever
+            if self._block_unscanned:
+                return Verdict(False, f"this image has not been scanned successfully, and {policy}")
+            return _ALLOWED
+        allowed = await self._allowlists.effective(project)
+        rank = Severity.rank(threshold)
+        blocking = sorted(
+            cve
+            for cve, severity in dict(job.summary.get("cves", {})).items()
+            if cve not in allowed and Severity.rank(str(severity)) >= rank
+        )
+        if not blocking:
+            return _ALLOWED
+        shown = ", ".join(blocking[:5]) + (" …" if len(blocking) > 5 else "")
+        return Verdict(
+            False,
+            f"this image has {len(blocking)} vulnerabilities ({shown}) at or above severity "
+            f"{threshold}, and {policy}; a project admin may allowlist CVEs to allow the pull",
+        )

@@ -1,0 +1,377 @@
+"""Vulnerability scanning through the API, on a real server with the shared advisory data:
+scan results against expectations computed independently (``packaging``), scan on push, the
+pull gate with allowlists, scan-all, and scanner registrations."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import scanning
+from tests.support.layers import dist_info, image_of, tar_layer
+from tests.support.oci import artifact_manifest, push_content
+from tests.support.sboms import cyclonedx_problems, spdx_problems
+from tests.support.server import PortsideServer
+from tests.support.vulndata import pypa_expected
+
+SPDX = "application/spdx+json"
+
+
+@pytest.fixture
+def project(client: httpx.Client) -> Iterator[str]:
+    yield scanning.project(client)
+
+
+def test_old_python_packages_give_exactly_the_advisories_that_apply(
+    vulndb: PortsideServer, client: httpx.Client, project: str
+) -> None:
+    repository = f"{project}/python"
+    image = scanning.python_image(scanning.OLD_PACKAGES)
+    push_content(client, repository, image, "old")
+    report = scanning.scan(client, repository, image.digest)
+    expected = pypa_expected(scanning.OLD_PACKAGES)
+    assert len(expected) > 20  # the data really covers these releases
+    assert scanning.findings(report) == expected
+    assert report["artifact"]["digest"] == image.digest
+    found = scanning.overview(client, repository, image.digest)
+    assert found["summary"]["total"] == len(report["vulnerabilities"])
+    for item in report["vulnerabilities"]:
+        assert item["severity"] in ("Unknown", "Low", "Medium", "High", "Critical")
+        assert item["version"] == scanning.OLD_PACKAGES[item["package"]]
+
+
+def test_a_later_layer_that_replaces_a_package_is_what_counts(
+    vulndb: PortsideServer, client: httpx.Client, project: str
+) -> None:
+    old = dist_info("flask", "0.12")
+    new = dist_info("flask", "2.3.3")
+    folder = next(iter(old)).rsplit("/", 1)[0]
+    parent, _, base = folder.rpartition("/")
+    image = image_of(
+        [
+            tar_layer({**old, **dist_info("requests", "2.19.1")}),
+            tar_layer({f"{parent}/.wh.{base}": b"", **new}),
+        ]
+    )
+    repository = f"{project}/layered"
+    push_content(client, repository, image, "v1")
+    report = scanning.scan(client, repository, image.digest)
+    expected = pypa_expected({"flask": "2.3.3", "requests": "2.19.1"})
+    assert scanning.findings(report) == expected
+    assert all(
+        item["package"] != "flask" or item["version"] == "2.3.3"
+        for item in report["vulnerabilities"]
+    )
+
+
+def test_an_image_without_known_packages_has_a_clean_report(
+    vulndb: PortsideServer, client: httpx.Client, project: str
+) -> None:
+    image = image_of([tar_layer({"app/main.sh": b"echo hi\n"}, compression="zstd")])
+    repository = f"{project}/clean"
+    push_content(client, repository, image, "v1")
+    report = scanning.scan(client, repository, image.digest)
+    assert report["vulnerabilities"] == []
+    assert scanning.overview(client, repository, image.digest)["summary"]["total"] == 0
+
+
+def test_artifacts_that_are_not_images_cannot_be_scanned(
+    client: httpx.Client, project: str
+) -> None:
+    repository = f"{project}/notes"
+    note = artifact_manifest("application/vnd.example.note")
+    push_content(client, repository, note, "v1")
+    response = client.post(f"{scanning.artifact_path(repository, note.digest)}/scan")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "BAD_REQUEST"
+
+
+def test_an_artifact_never_scanned_has_no_report(client: httpx.Client, project: str) -> None:
+    image = scanning.python_image({"requests": "2.19.1"})
+    repository = f"{project}/unscanned"
+    push_content(client, repository, image, "v1")
+    path = scanning.artifact_path(repository, image.digest)
+    addition = client.get(f"{path}/additions/vulnerabilities")
+    assert addition.status_code == 200
+    assert addition.json() == {}
+    assert scanning.overview(client, repository, image.digest) == {}
+
+
+def test_projects_that_scan_on_push_scan_without_being_asked(
+    vulndb: PortsideServer, client: httpx.Client
+) -> None:
+    project = scanning.project(client, auto_scan="true")
+    repository = f"{project}/auto"
+    image = scanning.python_image({"urllib3": "1.24.1"})
+    push_content(client, repository, image, "v1")
+    overview = scanning.wait_for_scan(client, repository, image.digest)
+    assert overview["scan_status"] == "Success"
+    assert overview["summary"]["total"] == len(pypa_expected({"urllib3": "1.24.1"}))
+
+
+def test_a_guest_may_not_start_a_scan(
+    registry: PortsideServer, client: httpx.Client, project: str
+) -> None:
+    image = scanning.python_image({"requests": "2.19.1"})
+    repository = f"{project}/guarded"
+    push_content(client, repository, image, "v1")
+    user = f"guest{secrets.token_hex(3)}"
+    password = "Guest-Pass-1"
+    created = client.post(
+        "/api/v2.0/users",
+        json={
+            "username": user,
+            "password": password,
+            "email": f"{user}@example.com",
+            "realname": user,
+        },
+    )
+    assert created.status_code == 201, created.text
+    member = client.post(
+        f"/api/v2.0/projects/{project}/members",
+        json={"role_id": 3, "member_user": {"username": user}},
+    )
+    assert member.status_code == 201, member.text
+    with httpx.Client(base_url=registry.url, auth=(user, password)) as guest:
+        response = guest.post(f"{scanning.artifact_path(repository, image.digest)}/scan")
+        assert response.status_code == 403
+        assert guest.get(scanning.artifact_path(repository, image.digest)).status_code == 200
+
+
+# -- the pull gate -----------------------------------------------------------------------------
+
+
+def _pull(client: httpx.Client, repository: str, reference: str) -> httpx.Response:
+    return client.get(
+        f"/v2/{repository}/manifests/{reference}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+
+
+def test_the_gate_refuses_unscanned_and_vulnerable_images_until_allowlisted(
+    vulndb: PortsideServer, client: httpx.Client
+) -> None:
+    # The shared advisories carry no severity (every finding is Unknown), so the gate is set
+    # to its strictest level, "none": every finding counts.
+    project = scanning.project(client, prevent_vul="true", severity="none")
+    repository = f"{project}/gated"
+    image = scanning.python_image({"requests": "2.19.1", "django": "2.2.0"})
+    push_content(client, repository, image, "v1")
+
+    refused = _pull(client, repository, "v1")
+    assert refused.status_code == 403
+    error = refused.json()["errors"][0]
+    assert error["code"] == "DENIED"
+    assert "not been scanned" in error["message"]
+
+    report = scanning.scan(client, repository, image.digest)
+    blocking = sorted({v["id"] for v in report["vulnerabilities"]})
+    assert blocking, "the test image needs findings"
+    refused = _pull(client, repository, "v1")
+    assert refused.status_code == 403
+    message = refused.json()["errors"][0]["message"]
+    assert f"{len(blocking)} vulnerabilities" in message
+    assert "severity None" in message
+
+    # The system allowlist (which projects reuse by default) lifts exactly those CVEs.
+    allow = {"items": [{"cve_id": cve} for cve in blocking], "expires_at": None}
+    assert client.put("/api/v2.0/system/CVEAllowlist", json=allow).status_code == 200
+    try:
+        assert _pull(client, repository, "v1").status_code == 200
+        allow["expires_at"] = int(time.time()) - 10  # expired: allows nothing
+        assert client.put("/api/v2.0/system/CVEAllowlist", json=allow).status_code == 200
+        assert _pull(client, repository, "v1").status_code == 403
+    finally:
+        client.put("/api/v2.0/system/CVEAllowlist", json={"items": []})
+
+
+def test_the_gate_never_blocks_artifacts_a_scanner_cannot_judge(client: httpx.Client) -> None:
+    project = scanning.project(client, prevent_vul="true", severity="low")
+    repository = f"{project}/signed"
+    note = artifact_manifest("application/vnd.example.signature")
+    push_content(client, repository, note, "sig")
+    assert _pull(client, repository, "sig").status_code == 200
+
+
+def test_the_gate_ignores_projects_without_the_policy(
+    vulndb: PortsideServer, client: httpx.Client, project: str
+) -> None:
+    repository = f"{project}/open"
+    image = scanning.python_image({"django": "2.2.0"})
+    push_content(client, repository, image, "v1")
+    assert _pull(client, repository, "v1").status_code == 200
+
+
+# -- allowlist and scanner settings --------------------------------------------------------------
+
+
+def test_the_system_allowlist_validates_ids_and_is_admin_only(
+    registry: PortsideServer, client: httpx.Client
+) -> None:
+    bad = client.put("/api/v2.0/system/CVEAllowlist", json={"items": [{"cve_id": "not ok!"}]})
+    assert bad.status_code == 400
+    current = client.get("/api/v2.0/system/CVEAllowlist")
+    assert current.status_code == 200
+    assert set(current.json()) >= {"id", "project_id", "expires_at", "items"}
+    assert current.json()["project_id"] == 0
+
+
+def test_the_builtin_scanner_is_registered_and_cannot_be_removed(client: httpx.Client) -> None:
+    scanners = client.get("/api/v2.0/scanners")
+    assert scanners.status_code == 200
+    builtin = next(s for s in scanners.json() if s["name"] == "Portside")
+    assert builtin["is_default"] is True
+    assert client.delete(f"/api/v2.0/scanners/{builtin['uuid']}").status_code == 403
+    metadata = client.get(f"/api/v2.0/scanners/{builtin['uuid']}/metadata")
+    assert metadata.status_code == 200
+    types = {c.get("type") for c in metadata.json()["capabilities"]}
+    assert types == {"vulnerability", "sbom"}
+
+
+def test_scanner_registrations_are_validated(client: httpx.Client) -> None:
+    name = f"ext{secrets.token_hex(3)}"
+    assert (
+        client.post("/api/v2.0/scanners", json={"name": name, "url": "ftp://x"}).status_code == 400
+    )
+    created = client.post(
+        "/api/v2.0/scanners",
+        json={
+            "name": name,
+            "url": "http://127.0.0.1:9/",
+            "auth": "Bearer",
+            "access_credential": "s3cret",
+        },
+    )
+    assert created.status_code == 201, created.text
+    uuid = created.headers["Location"].rsplit("/", 1)[1]
+    try:
+        found = client.get(f"/api/v2.0/scanners/{uuid}").json()
+        assert found["access_credential"] == "*****"  # never read back
+        duplicate = client.post("/api/v2.0/scanners", json={"name": name, "url": "http://x"})
+        assert duplicate.status_code == 409
+        ping = client.post(
+            "/api/v2.0/scanners/ping", json={"name": name, "url": "http://127.0.0.1:9"}
+        )
+        assert ping.status_code == 400  # nothing listens on port 9
+    finally:
+        assert client.delete(f"/api/v2.0/scanners/{uuid}").status_code == 200
+
+
+# -- scan-all ---------------------------------------------------------------------------------
+
+
+def test_scan_all_scans_every_image_and_can_be_scheduled(
+    vulndb: PortsideServer, client: httpx.Client, project: str
+) -> None:
+    images = [
+        scanning.python_image({"requests": "2.19.1"}),
+        scanning.python_image({"flask": "0.12"}),
+    ]
+    repository = f"{project}/many"
+    for number, image in enumerate(images):
+        push_content(client, repository, image, f"v{number}")
+    started = client.post(
+        "/api/v2.0/system/scanAll/schedule", json={"schedule": {"type": "Manual"}}
+    )
+    assert started.status_code == 201, started.text
+    for image in images:
+        assert scanning.wait_for_scan(client, repository, image.digest)["scan_status"] == "Success"
+    metrics = client.get("/api/v2.0/system/scanAll/metrics").json()
+    assert metrics["total"] >= 2
+
+    daily = client.put("/api/v2.0/system/scanAll/schedule", json={"schedule": {"type": "Daily"}})
+    assert daily.status_code == 200
+    schedule = client.get("/api/v2.0/system/scanAll/schedule").json()["schedule"]
+    assert schedule["type"] == "Daily"
+    assert schedule["cron"] == "0 0 0 * * *"
+    assert schedule["next_scheduled_time"].endswith("T00:00:00.000Z")
+    bad = client.put(
+        "/api/v2.0/system/scanAll/schedule",
+        json={"schedule": {"type": "Custom", "cron": "every day"}},
+    )
+    assert bad.status_code == 400
+    client.put("/api/v2.0/system/scanAll/schedule", json={"schedule": {"type": "None"}})
+
+
+# -- SBOMs ----------------------------------------------------------------------------------
+
+
+def _sbom_referrers(client: httpx.Client, repository: str, digest: str) -> list[dict[str, Any]]:
+    found = client.get(f"/v2/{repository}/referrers/{digest}")
+    assert found.status_code == 200
+    return [m for m in found.json()["manifests"] if m.get("artifactType") == SPDX]
+
+
+def _wait_for_sbom(client: httpx.Client, repository: str, digest: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if found := _sbom_referrers(client, repository, digest):
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError("no SBOM accessory appeared")
+
+
+def test_a_generated_sbom_is_stored_as_a_valid_spdx_accessory_of_the_image(
+    client: httpx.Client, project: str
+) -> None:
+    repository = f"{project}/sbom"
+    image = scanning.python_image({"requests": "2.19.1", "flask": "0.12"})
+    push_content(client, repository, image, "v1")
+    path = scanning.artifact_path(repository, image.digest)
+    queued = client.post(f"{path}/scan", json={"scan_type": "sbom"})
+    assert queued.status_code == 202, queued.text
+    accessory = _wait_for_sbom(client, repository, image.digest)
+
+    manifest = client.get(
+        f"/v2/{repository}/manifests/{accessory['digest']}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    ).json()
+    assert manifest["subject"]["digest"] == image.digest
+    assert manifest["config"]["mediaType"] == "application/vnd.goharbor.harbor.sbom.v1"
+    layer = manifest["layers"][0]
+    document = client.get(f"/v2/{repository}/blobs/{layer['digest']}").json()
+    assert spdx_problems(document) == []
+    names = {p["name"] for p in document["packages"]}
+    assert {"requests", "flask"} <= names
+
+    listed = client.get(path, params={"with_accessory": "true"}).json()
+    assert [a["digest"] for a in listed["accessories"]] == [accessory["digest"]]
+
+    # Generating again replaces the accessory instead of piling them up.
+    assert client.post(f"{path}/scan", json={"scan_type": "sbom"}).status_code == 202
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        current = _sbom_referrers(client, repository, image.digest)
+        if len(current) == 1 and current[0]["digest"] != accessory["digest"]:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the SBOM was not replaced: {current}")
+
+
+def test_sboms_are_served_on_demand_in_both_formats(client: httpx.Client, project: str) -> None:
+    repository = f"{project}/formats"
+    image = scanning.python_image({"django": "2.2.0"})
+    push_content(client, repository, image, "v1")
+    path = scanning.artifact_path(repository, "v1")
+    cyclonedx = client.get(f"{path}/sbom", params={"format": "cyclonedx"})
+    assert cyclonedx.status_code == 200
+    assert cyclonedx.headers["content-type"].startswith("application/vnd.cyclonedx+json")
+    assert cyclonedx_problems(cyclonedx.json()) == []
+    spdx = client.get(f"{path}/sbom")
+    assert spdx.status_code == 200
+    assert spdx_problems(spdx.json()) == []
+    assert client.get(f"{path}/sbom", params={"format": "xml"}).status_code == 400
+
+
+def test_projects_may_generate_sboms_on_push(client: httpx.Client) -> None:
+    project = scanning.project(client, auto_sbom_generation="true")
+    repository = f"{project}/autosbom"
+    image = scanning.python_image({"pyyaml": "5.3"})
+    push_content(client, repository, image, "v1")
+    _wait_for_sbom(client, repository, image.digest)

@@ -1,0 +1,83 @@
+"""Scanning through the API in tests: projects, scans awaited to their end, reports."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import httpx
+
+from tests.support.layers import dist_info, image_of, tar_layer
+from tests.support.oci import Manifest
+
+__all__ = [
+    "OLD_PACKAGES",
+    "REPORT",
+    "artifact_path",
+    "findings",
+    "overview",
+    "project",
+    "python_image",
+    "scan",
+    "wait_for_scan",
+]
+
+REPORT = "application/vnd.security.vulnerability.report; version=1.1"
+OLD_PACKAGES = {
+    "requests": "2.19.1",
+    "urllib3": "1.24.1",
+    "jinja2": "2.10",
+    "django": "2.2.0",
+    "flask": "0.12",
+    "pyyaml": "5.3",
+}
+
+
+def project(client: httpx.Client, **metadata: str) -> str:
+    name = f"scan{secrets.token_hex(4)}"
+    body = {"project_name": name, "metadata": {"public": "false", **metadata}}
+    assert client.post("/api/v2.0/projects", json=body).status_code == 201
+    return name
+
+
+def artifact_path(repository: str, reference: str) -> str:
+    project, _, name = repository.partition("/")
+    return f"/api/v2.0/projects/{project}/repositories/{name}/artifacts/{reference}"
+
+
+def overview(client: httpx.Client, repository: str, digest: str) -> dict[str, Any]:
+    found = client.get(artifact_path(repository, digest), params={"with_scan_overview": "true"})
+    assert found.status_code == 200, found.text
+    return dict((found.json().get("scan_overview") or {}).get(REPORT) or {})
+
+
+def wait_for_scan(client: httpx.Client, repository: str, digest: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = overview(client, repository, digest)
+        if found.get("scan_status") in ("Success", "Error", "Stopped"):
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"the scan of {digest} did not finish: {found}")
+
+
+def scan(client: httpx.Client, repository: str, digest: str) -> dict[str, Any]:
+    response = client.post(f"{artifact_path(repository, digest)}/scan")
+    assert response.status_code == 202, response.text
+    ended = wait_for_scan(client, repository, digest)
+    assert ended["scan_status"] == "Success", ended
+    report = client.get(f"{artifact_path(repository, digest)}/additions/vulnerabilities")
+    assert report.status_code == 200
+    return dict(report.json()[REPORT])
+
+
+def findings(report: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(v["id"], v["package"]) for v in report["vulnerabilities"]}
+
+
+def python_image(packages: dict[str, str]) -> Manifest:
+    files: dict[str, bytes] = {}
+    for name, version in packages.items():
+        files.update(dist_info(name, version))
+    return image_of([tar_layer({"etc/hostname": b"test\n"}), tar_layer(files)])
