@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.support.oras import oras_client
+
 from .clients import Buildah, ClientEnv, Podman, Skopeo, ToolError, docker_login, registry_get
 from .images import (
     OCI_INDEX,
@@ -299,27 +301,6 @@ SIGNATURE_CONFIG = "application/vnd.portside.test.signature.v1+json"
 SBOM_ARTIFACT = "application/vnd.portside.test.sbom.v1+json"
 
 
-def _oras_client(host: str) -> Any:
-    """An oras-py client for plain-HTTP ``host`` whose token flow re-scopes on 401.
-
-    oras-py 0.2.43 caches one Bearer token per client and, on a later 401 whose challenge asks
-    for a wider scope (HEAD blob -> pull, then POST upload -> pull,push), resends the same token
-    and gives up.  Registries that grant exactly the challenged scope (distribution does, as
-    Docker's token spec intends) then refuse every push.  Real clients fetch a new token for the
-    new scope; we make oras-py do the same by treating every 401 as a refresh.
-    """
-    import oras.client
-
-    client = oras.client.OrasClient(hostname=host, insecure=True)
-    original = client.auth.authenticate_request
-
-    def authenticate(response: Any, headers: dict[str, str], refresh: bool = False) -> Any:
-        return original(response, headers, refresh=refresh or response.status_code == 401)
-
-    client.auth.authenticate_request = authenticate
-    return client
-
-
 def _put_manifest(client: Any, registry: Registry, repo: str, body: bytes, tag: str) -> str:
     """PUT exact manifest bytes with oras-py's authenticated session; returns the digest."""
     url = f"{registry.url}/v2/{repo}/manifests/{tag}"
@@ -337,7 +318,7 @@ def test_oras_artifacts_and_referrers(
     # oras-py reads and writes ~/.docker/config.json: keep it inside the test's directory
     monkeypatch.setenv("HOME", str(tmp_path))
     docker_config = str(tmp_path / "oras-config.json")
-    client = _oras_client(registry.host)
+    client = oras_client(registry.host)
     client.login(
         registry.username, registry.password, hostname=registry.host, config_path=docker_config
     )

@@ -4,6 +4,7 @@ pull gate with allowlists, scan-all, and scanner registrations."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -375,3 +376,53 @@ def test_projects_may_generate_sboms_on_push(client: httpx.Client) -> None:
     image = scanning.python_image({"pyyaml": "5.3"})
     push_content(client, repository, image, "v1")
     _wait_for_sbom(client, repository, image.digest)
+
+
+# -- stopping, events -------------------------------------------------------------------------
+
+
+def _events(server: PortsideServer, kind: str) -> list[dict[str, Any]]:
+    found = []
+    for line in server.log_path.read_text().splitlines():
+        if line.startswith("{") and f'"{kind}"' in line:
+            entry = json.loads(line)
+            if entry.get("event") == "event" and entry.get("type") == kind:
+                found.append(entry)
+    return found
+
+
+def test_a_finished_scan_is_announced(
+    vulndb: PortsideServer, client: httpx.Client, project: str
+) -> None:
+    repository = f"{project}/announced"
+    image = scanning.python_image({"requests": "2.19.1"})
+    push_content(client, repository, image, "v1")
+    scanning.scan(client, repository, image.digest)
+    deadline = time.monotonic() + 10
+    while not any(e["digest"] == image.digest for e in _events(vulndb, "SCANNING_COMPLETED")):
+        assert time.monotonic() < deadline, "no SCANNING_COMPLETED event was logged"
+        time.sleep(0.2)
+
+
+def test_a_queued_scan_can_be_stopped(fresh_registry: PortsideServer) -> None:
+    # No workers on this server: a scan stays queued until it is stopped.
+    fresh_registry.env = {"PORTSIDE_SCANNER__WORKERS": "0", "PORTSIDE_LOG__FORMAT": "json"}
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        project = scanning.project(client)
+        repository = f"{project}/queued"
+        image = scanning.python_image({"flask": "0.12"})
+        push_content(client, repository, image, "v1")
+        path = scanning.artifact_path(repository, image.digest)
+        assert client.post(f"{path}/scan/stop").status_code == 400  # nothing to stop yet
+        assert client.post(f"{path}/scan").status_code == 202
+        assert scanning.overview(client, repository, image.digest)["scan_status"] == "Pending"
+        assert (
+            client.post(f"{path}/scan/stop", json={"scan_type": "vulnerability"}).status_code == 202
+        )
+        assert scanning.overview(client, repository, image.digest)["scan_status"] == "Stopped"
+        assert client.post(f"{path}/scan/stop").status_code == 400
+        assert client.get(f"{path}/additions/vulnerabilities").json() == {}
+    stopped = _events(fresh_registry, "SCANNING_STOPPED")
+    assert [e["digest"] for e in stopped] == [image.digest]
+    assert stopped[0]["operator"] == "admin"

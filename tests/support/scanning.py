@@ -52,8 +52,10 @@ def overview(client: httpx.Client, repository: str, digest: str) -> dict[str, An
     return dict((found.json().get("scan_overview") or {}).get(REPORT) or {})
 
 
-def wait_for_scan(client: httpx.Client, repository: str, digest: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
+def wait_for_scan(
+    client: httpx.Client, repository: str, digest: str, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = overview(client, repository, digest)
         if found.get("scan_status") in ("Success", "Error", "Stopped"):

@@ -17,6 +17,7 @@ from portside.auth.sessions import Sessions
 from portside.auth.tokens import TokenService
 from portside.config import Settings
 from portside.db.engine import Database
+from portside.events import EventBus
 from portside.projects.labels import Labels
 from portside.projects.members import Members
 from portside.projects.projects import Projects
@@ -67,6 +68,7 @@ class Services:
     configurations: Configurations
     health: HealthChecks
     scans: Scans
+    events: EventBus
     allowlists: Allowlists
     pull_gate: PullGate
 
@@ -109,7 +111,8 @@ def build_services(settings: Settings) -> Services:
         auth.token_ttl_seconds,
         lifetime=lambda: configurations.current.token_lifetime_seconds,
     )
-    scans = Scans(settings, db, storage, manifests, projects, VulnDB(db), tokens, blobs)
+    events = EventBus()
+    scans = Scans(settings, db, storage, manifests, projects, VulnDB(db), tokens, blobs, events)
     allowlists = Allowlists(db, ttl)
     pull_gate = PullGate(
         scans.reports,
@@ -149,6 +152,7 @@ def build_services(settings: Settings) -> Services:
         configurations=configurations,
         health=HealthChecks(db, storage, auth.login_limit_storage if shared_limits else None),
         scans=scans,
+        events=events,
         allowlists=allowlists,
         pull_gate=pull_gate,
     )

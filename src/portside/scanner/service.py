@@ -25,6 +25,13 @@ import structlog
 from portside.auth.tokens import TokenService
 from portside.config import Settings
 from portside.db.engine import Database
+from portside.events import (
+    SCANNING_COMPLETED,
+    SCANNING_FAILED,
+    SCANNING_STOPPED,
+    Event,
+    EventBus,
+)
 from portside.oci import mediatypes as mt
 from portside.oci.digest import parse_digest
 from portside.projects.projects import Projects, project_of
@@ -113,6 +120,7 @@ class Scans:
         vulndb: VulnDB,
         tokens: TokenService,
         blobs: Blobs,
+        events: EventBus,
     ) -> None:
         self._settings = settings
         self._tokens = tokens
@@ -131,10 +139,36 @@ class Scans:
         )
         self.version = _version()
         self.workers = ScanWorkers(self.reports, self._run, workers=settings.scanner.workers)
+        self.events = events
+        self.workers.on_finish(self._announce)
         self.scan_all = ScanAll(db, self.workers.poke)
         self.sboms = SbomAccessories(db, storage, blobs, manifests)
         self._schedule: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+
+    async def _announce(self, job: ScanJob, status: str) -> None:
+        """Publish how a job ended (stops are announced by :meth:`stop`, which sees queued
+        jobs too)."""
+        kind = {SUCCESS: SCANNING_COMPLETED, ERROR: SCANNING_FAILED}.get(status)
+        if kind is not None:
+            await self.events.publish(
+                Event(
+                    kind,
+                    job.repository,
+                    job.digest,
+                    job.requested_by or "",
+                    {"report_type": job.mime_type},
+                )
+            )
+
+    async def stop(self, repository: str, digest: str, mime_type: str, operator: str) -> int:
+        """Stop queued or running scans of ``digest``; returns how many were stopped."""
+        stopped = await self.reports.stop([digest], mime_type)
+        if stopped:
+            await self.events.publish(
+                Event(SCANNING_STOPPED, repository, digest, operator, {"report_type": mime_type})
+            )
+        return stopped
 
     async def start(self) -> None:
         await self.registrations.ensure_builtin(

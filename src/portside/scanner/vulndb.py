@@ -341,23 +341,26 @@ class VulnDB:
     """Imports advisories and serves them to scans; one per process, shared by its scans."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self.db = db
         self._generation = -1
         # (ecosystem, normalised name) -> advisories; advisories shared between names.
         self._by_name: dict[tuple[str, str], list[Advisory]] = {}
         self._by_id: dict[str, Advisory] = {}
         self._lock = asyncio.Lock()
 
-    async def import_path(self, path: Path, progress: Progress | None = None) -> ImportStats:
+    async def import_path(
+        self, path: Path, progress: Progress | None = None, source: str | None = None
+    ) -> ImportStats:
         """Import every record under ``path`` (a folder searched recursively, a record file or
-        a ``.zip``). ``progress(done, total)`` is called, from a worker thread, per file.
+        a ``.zip``). ``progress(done, total)`` is called, from a worker thread, per file;
+        ``source`` is what status reports the advisories came from (default: the path).
         Raises FileNotFoundError when ``path`` does not exist."""
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
         reader = _Reader(progress)
         started = time.monotonic()
         await asyncio.to_thread(reader.read_tree, path)
-        return await self._store(reader, str(path), started)
+        return await self._store(reader, source or str(path), started)
 
     async def import_archive(self, fileobj: IO[bytes], source: str = "archive") -> ImportStats:
         """Import the records inside a zip held in a (seekable) binary file object."""
@@ -368,7 +371,7 @@ class VulnDB:
 
     async def _store(self, reader: _Reader, source: str, started: float) -> ImportStats:
         advisories = list(reader.advisories.values())
-        generation, _count = await self._db.write(lambda c: _write(c, advisories, source))
+        generation, _count = await self.db.write(lambda c: _write(c, advisories, source))
         ecosystems: dict[str, int] = {}
         for advisory in advisories:
             for ecosystem in {entry.ecosystem for entry in advisory.affected}:
@@ -395,7 +398,7 @@ class VulnDB:
     async def status(self) -> dict[str, Any]:
         """``advisories``, ``ecosystems`` (advisories per ecosystem), ``imported_at``,
         ``source`` and ``generation`` (0 before the first import)."""
-        return await self._db.read(_status)
+        return await self.db.read(_status)
 
     async def advisories_for(
         self, ecosystem: str, names: Iterable[str]
@@ -406,14 +409,14 @@ class VulnDB:
         wanted = {name: normalize_name(ecosystem, name) for name in names}
         async with self._lock:  # one reader refreshes the cache at a time
             missing = sorted({n for n in wanted.values() if (ecosystem, n) not in self._by_name})
-            generation, rows = await self._db.read(lambda c: _lookup(c, ecosystem, missing))
+            generation, rows = await self.db.read(lambda c: _lookup(c, ecosystem, missing))
             if generation != self._generation:
                 self._by_name.clear()
                 self._by_id.clear()
                 self._generation = generation
                 if missing != sorted(set(wanted.values())):  # cached parts are stale: reread
                     missing = sorted(set(wanted.values()))
-                    generation, rows = await self._db.read(lambda c: _lookup(c, ecosystem, missing))
+                    generation, rows = await self.db.read(lambda c: _lookup(c, ecosystem, missing))
                     self._generation = generation
             if len(self._by_name) > _CACHE_LIMIT:
                 self._by_name.clear()

@@ -30,6 +30,7 @@ from portside.api.harbor import (
     system,
     usergroups,
     users,
+    vulndb,
 )
 from portside.api.harbor.access import gate
 from portside.api.harbor.errors import document_errors, exception_handlers
@@ -58,7 +59,7 @@ def create_management_app(services: Services) -> FastAPI:
         app.include_router(module.router)
     for module in (repositories, artifacts):
         app.include_router(module.router)
-    for module in (scans, scanners, scan_all):
+    for module in (scans, scanners, scan_all, vulndb):
         app.include_router(module.router)
     document_errors(app)  # one shared declaration of Harbor's error responses for every route
 

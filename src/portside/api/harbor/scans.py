@@ -1,7 +1,7 @@
 """``/api/v2.0`` scanning of one artifact: start a scan, stop it, read its log; and the
 ``vulnerabilities`` addition and ``scan_overview`` that artifact reads include.
 
-Permissions (Harbor's): ``scan:create`` and ``scan:stop`` (Developers and up) for vulnerability
+Permissions (Harbor's): ``scan:create`` and ``scan:stop`` (Maintainers and up) for vulnerability
 scans, ``sbom:create`` and ``sbom:stop`` for SBOM generation, ``scan:read`` for logs, and
 ``artifact-addition:read`` for the report.
 """
@@ -95,8 +95,8 @@ async def stop_scan(
         reference,
         Permission(_RESOURCE[scan_type], "stop"),
     )
-    stopped = await services_of(request).scans.reports.stop(
-        [artifact.digest], _REPORT_TYPES[scan_type]
+    stopped = await services_of(request).scans.stop(
+        name, artifact.digest, _REPORT_TYPES[scan_type], principal.name
     )
     if not stopped:
         raise HarborError(400, "no scan of this artifact is queued or running")

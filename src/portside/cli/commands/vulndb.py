@@ -20,7 +20,7 @@ from portside.cli.server import config_option, load_or_fail
 
 if TYPE_CHECKING:
     from portside.config import Settings
-    from portside.scanner.vulndb import VulnDB
+    from portside.scanner.vulndb import ImportStats, VulnDB
 
 __all__ = ["vulndb"]
 
@@ -103,11 +103,22 @@ def vulndb() -> None:
 
 @vulndb.command("import")
 @config_option
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path), required=False)
+@click.option(
+    "--from-registry",
+    "artifact",
+    metavar="REPOSITORY:TAG",
+    help="Import the advisories pushed to this registry as an OCI artifact (zip or OSV "
+    "record layers), e.g. library/vulndb:2026-11 (REPOSITORY@DIGEST works too).",
+)
 @output_option
-def vulndb_import(config: Path | None, path: Path, output: str) -> None:
+def vulndb_import(
+    config: Path | None, path: Path | None, artifact: str | None, output: str
+) -> None:
     """Import OSV advisories from PATH: a folder (searched recursively for .json, .yaml and
-    .yml records and .zip archives of them), one record file or one .zip.
+    .yml records and .zip archives of them), one record file or one .zip; or, with
+    --from-registry, from an artifact in this registry (the air-gapped way: push the
+    advisories with any OCI client, then import them here).
 
     An advisory already imported is replaced (same id); files that are not OSV records are
     counted and skipped. Running servers see the new advisories on their next scan.
@@ -116,10 +127,18 @@ def vulndb_import(config: Path | None, path: Path, output: str) -> None:
     Examples:
       portside vulndb import ./advisory-database/vulns --config /etc/portside.yaml
       portside vulndb import osv-PyPI.zip -o json
+      oras push localhost:5000/library/vulndb:2026-11 osv-Debian.zip && \\
+        portside vulndb import --from-registry library/vulndb:2026-11
     """
+    if (path is None) == (artifact is None):
+        raise click.UsageError("give either PATH or --from-registry REPOSITORY:TAG")
     settings = load_or_fail(config)
-    with _file_progress() as advance:
-        stats = _run(settings, lambda v: v.import_path(path, progress=advance))
+    if artifact is not None:
+        stats = _run(settings, lambda v: _from_registry(settings, v, artifact))
+    else:
+        assert path is not None
+        with _file_progress() as advance:
+            stats = _run(settings, lambda v: v.import_path(path, progress=advance))
     if output == "json":
         emit_json(asdict(stats))
         return
@@ -128,6 +147,24 @@ def vulndb_import(config: Path | None, path: Path, output: str) -> None:
         f"{stats.seconds:.1f} s ({stats.withdrawn} withdrawn, {stats.malformed} malformed "
         f"files skipped); database generation {stats.generation}"
     )
+
+
+async def _from_registry(settings: Settings, vulndb: VulnDB, artifact: str) -> ImportStats:
+    from portside.scanner.vulndb_artifact import (
+        VulnDBArtifactError,
+        import_from_registry,
+        parse_artifact_reference,
+    )
+    from portside.storage.factory import create_driver
+
+    storage = create_driver(settings)
+    try:
+        repository, reference = parse_artifact_reference(artifact)
+        return await import_from_registry(vulndb.db, storage, vulndb, repository, reference)
+    except VulnDBArtifactError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        await storage.close()
 
 
 @vulndb.command("status")
