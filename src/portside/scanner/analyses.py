@@ -26,7 +26,7 @@ __all__ = ["ANALYZER_VERSION", "LayerAnalyses", "layer_from_json", "layer_to_jso
 
 # Raise whenever an analyzer finds more or different packages than before, so cached layer
 # results made by the older code are analysed again.
-ANALYZER_VERSION = 1
+ANALYZER_VERSION = 2
 
 BlobStream = Callable[[], AsyncIterator[bytes | memoryview]]
 Analyze = Callable[[BlobStream, str], Awaitable[LayerResult]]
@@ -47,6 +47,7 @@ def layer_to_json(result: LayerResult) -> str:
             "opaque_dirs": result.opaque_dirs,
             "os_release": asdict(result.os_release) if result.os_release else None,
             "os_release_path": result.os_release_path,
+            "owned": result.owned,
         },
         separators=(",", ":"),
     )
@@ -68,6 +69,7 @@ def layer_from_json(text: str) -> LayerResult:
         opaque_dirs=list(data["opaque_dirs"]),
         os_release=OSRelease(**release) if release else None,
         os_release_path=data.get("os_release_path", ""),
+        owned={path: list(files) for path, files in data.get("owned", {}).items()},
     )
 
 

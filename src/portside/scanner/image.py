@@ -63,16 +63,25 @@ def _with_os(package: Package, release: OSRelease | None) -> Package:
 def merge_layers(results: Sequence[LayerResult]) -> ImageContents:
     """Stack ``results`` (lowest layer first) into the final image's contents."""
     files: dict[str, list[Package]] = {}
+    lists: dict[str, list[str]] = {}
     release: tuple[str, OSRelease] | None = None
     for layer in results:
         hidden = _Hidden(layer)
         if hidden:
             files = {path: found for path, found in files.items() if not hidden(path)}
+            lists = {path: owned for path, owned in lists.items() if not hidden(path)}
             if release is not None and hidden(release[0]):
                 release = None
         files.update(layer.packages)
+        lists.update(layer.owned)
         if layer.os_release is not None:
             release = (layer.os_release_path, layer.os_release)
     os_release = release[1] if release is not None else None
-    packages = [_with_os(p, os_release) for path in sorted(files) for p in files[path]]
+    owned = {path for listed in lists.values() for path in listed}
+    packages = [
+        _with_os(p, os_release)
+        for path in sorted(files)
+        for p in files[path]
+        if p.ecosystem in OS_PACKAGE_KINDS or p.path not in owned
+    ]
     return ImageContents(packages, os_release)

@@ -36,6 +36,7 @@ from typing import IO, Protocol, Self, cast
 
 import zstandard
 
+from portside.scanner.analyzers.dpkg import FILE_LIST_MAX_BYTES, is_file_list, owned_files
 from portside.scanner.analyzers.osrelease import MAX_BYTES as OS_RELEASE_MAX_BYTES
 from portside.scanner.analyzers.osrelease import OS_RELEASE_PATHS, parse_os_release
 from portside.scanner.model import Analyzer, LayerResult, OSRelease, Package
@@ -263,6 +264,7 @@ class _LayerWalk:
 
     def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
         self.result.packages.pop(path, None)  # a later entry for a path replaces an earlier one
+        self.result.owned.pop(path, None)
         directory, _, base = path.rpartition("/")
         if base.startswith(_WHITEOUT):
             self._whiteout(directory, base)
@@ -274,6 +276,9 @@ class _LayerWalk:
             if member.issym():
                 self._os_links[path] = _link_target(path, member.linkname)
         if not member.isfile() or member.issparse():
+            return
+        if is_file_list(path) and member.size <= FILE_LIST_MAX_BYTES:
+            self.result.owned[path] = owned_files(path, _read(tar, member))
             return
         wanting = [a for a in self._analyzers if _wants(a, path, member)]
         release = release and member.size <= OS_RELEASE_MAX_BYTES

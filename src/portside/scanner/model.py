@@ -162,6 +162,10 @@ class LayerResult:
     ``packages`` maps each analysed file path to what it held. ``whiteouts`` lists paths the
     layer deletes (``.wh.name`` files), ``opaque_dirs`` directories whose earlier content it
     hides (``.wh..wh..opq``). ``os_release`` is set when the layer holds an os-release file.
+
+    ``owned`` maps each OS package manager file list in the layer (dpkg's ``info/*.list``) to
+    the files it lists that a language analyzer could also read: a Python package installed
+    by apt is the OS package's, and is matched as such, not a second time as a PyPI package.
     """
 
     packages: dict[str, list[Package]] = field(default_factory=dict)
@@ -169,3 +173,4 @@ class LayerResult:
     opaque_dirs: list[str] = field(default_factory=list)
     os_release: OSRelease | None = None
     os_release_path: str = ""
+    owned: dict[str, list[str]] = field(default_factory=dict)

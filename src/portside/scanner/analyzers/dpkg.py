@@ -22,6 +22,15 @@ __all__ = ["DpkgAnalyzer", "parse_status"]
 log = logging.getLogger(__name__)
 
 _STATUS = "var/lib/dpkg/status"
+_INFO_DIR = "var/lib/dpkg/info/"
+FILE_LIST_MAX_BYTES = 8 << 20
+# What a language analyzer reads (package metadata, lock files, archives, programs): only
+# these of an OS package's files need remembering, which keeps a layer's record small.
+_LANGUAGE_FILE = re.compile(
+    r"(\.dist-info/|\.egg-info|/node_modules/|\.gemspec$|\.(jar|war|ear)$|(^|/)Cargo\.lock$"
+    r"|(^|/)(package-lock\.json|yarn\.lock|pnpm-lock\.yaml|Gemfile\.lock)$"
+    r"|(^|/)(s?bin|libexec)/)"
+)
 _STATUS_DIR = "var/lib/dpkg/status.d/"
 # dpkg states whose package has no files on disk; every other state (installed, unpacked,
 # half-configured, triggers-pending …) leaves its files, and their vulnerabilities, in place.
@@ -71,6 +80,27 @@ def _package(fields: dict[str, str], path: str) -> Package | None:
         purl=os_purl("dpkg", name, version, arch),
         arch=arch,
     )
+
+
+def is_file_list(path: str) -> bool:
+    """dpkg's list of a package's files: ``info/<pkg>.list`` (absolute paths), or in
+    distroless images ``status.d/<pkg>.md5sums`` (``hash  relative/path``)."""
+    return (path.startswith(_INFO_DIR) and path.endswith(".list")) or (
+        path.startswith(_STATUS_DIR) and path.endswith(".md5sums")
+    )
+
+
+def owned_files(path: str, data: bytes) -> list[str]:
+    """The files a dpkg file list names that a language analyzer could also read, as
+    image-relative paths."""
+    md5sums = path.endswith(".md5sums")
+    owned = []
+    for raw in data.decode("utf-8", "replace").splitlines():
+        line = raw.split(None, 1)[1] if md5sums and " " in raw.strip() else raw
+        line = line.strip().lstrip("/")
+        if line and _LANGUAGE_FILE.search(line):
+            owned.append(line)
+    return owned
 
 
 def parse_status(path: str, data: bytes) -> list[Package]:
