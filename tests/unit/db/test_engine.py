@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 from sqlalchemy import Connection, func, select
 
 from portside.db.engine import Database
-from portside.db.migrate import upgrade
 from portside.db.queries import insert_ignore, now
 from portside.db.tables import blobs
-from tests.support.backends import postgres_database
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'e.db'}"
-        await asyncio.to_thread(upgrade, url)
-        database = Database(url)
-        yield database
-        await database.close()
-        return
-    with postgres_database() as url:
-        await asyncio.to_thread(upgrade, url)
-        database = Database(url)
-        yield database
-        await database.close()
 
 
 def _count(connection: Connection) -> int:
