@@ -105,6 +105,7 @@ def _fill(path: str, project: str) -> str:
         "addition": "build_history",
         "report_id": "00000000-0000-0000-0000-000000000000",
         "registration_id": "00000000-0000-0000-0000-000000000000",
+        "execution_id": "1",
     }
     for key, value in values.items():
         path = path.replace("{" + key + "}", value)
@@ -137,7 +138,7 @@ def test_every_route_refuses_anonymous_callers(
             assert response.status_code == 401, (method, path, response.status_code)
 
 
-def _bodies(tag: str) -> dict[tuple[str, str], object]:
+def _bodies(tag: str, project_id: int) -> dict[tuple[str, str], object]:
     """Valid bodies for the write routes, so a refusal proves the access check, not validation."""
     return {
         ("post", "/users"): {
@@ -196,7 +197,17 @@ def _bodies(tag: str) -> dict[tuple[str, str], object]:
         ("post", "/system/scanAll/schedule"): {"schedule": {"type": "Manual"}},
         ("put", "/system/scanAll/schedule"): {"schedule": {"type": "None"}},
         ("put", "/system/CVEAllowlist"): {"items": []},
+        ("post", "/export/cve"): {"projects": [project_id]},
+        ("post", "/system/vulndb/import"): {"repository": "library/vulndb", "reference": "x"},
     }
+
+
+# Headers some write routes require, sent so that a refusal is the access check's.
+_HEADERS = {
+    ("post", "/export/cve"): {
+        "X-Scan-Data-Type": "application/vnd.security.vulnerability.report; version=1.1"
+    },
+}
 
 
 def test_every_route_refuses_a_user_without_any_role(
@@ -220,7 +231,9 @@ def test_every_route_refuses_a_user_without_any_role(
     own |= {("get", "/permissions")}  # the static list of what robots may be given
     # The system CVE allowlist applies to every project, so every user may read it.
     own |= {("get", "/system/CVEAllowlist")}
-    bodies = _bodies(tag)
+    own |= {("get", "/export/cve/executions")}  # lists only the caller's own exports
+    project_id = client.get(f"/api/v2.0/projects/{private_project}").json()["project_id"]
+    bodies = _bodies(tag, project_id)
     params = {"username": "admin", "groupname": "g", "project_name": private_project}
     with httpx.Client(
         base_url=f"{registry.url}/api/v2.0", auth=(username, password), timeout=30
@@ -233,5 +246,6 @@ def test_every_route_refuses_a_user_without_any_role(
                 _fill(path, private_project),
                 json=bodies.get((method, path), {}),
                 params=params,
+                headers=_HEADERS.get((method, path)),
             )
             assert response.status_code in (403, 404), (method, path, response.text)

@@ -38,6 +38,7 @@ PROJECT_FIELDS = {
     "current_user_role_ids",
     "repo_count",
     "metadata",
+    "cve_allowlist",
 }
 ROLE_NAMES = {1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest"}
 PROJECT_ADMIN, DEVELOPER, GUEST, MAINTAINER, LIMITED_GUEST = 1, 2, 3, 4, 5
@@ -385,7 +386,9 @@ BAD_BODIES: list[Any] = [
     {"storage_limit": 1.5},
     {"registry_id": 1},
     {"retention_days": 7},
-    {"cve_allowlist": {"items": [{"cve_id": "CVE-2019-10164"}]}},
+    {"cve_allowlist": {"items": [{"cve_id": "not a CVE id!"}]}},
+    {"cve_allowlist": {"items": "CVE-2019-10164"}},
+    {"cve_allowlist": {"expires_at": "tomorrow"}},
     {"surprise": True},
 ]
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import scanning
 from tests.support.layers import dist_info, image_of, tar_layer
-from tests.support.oci import artifact_manifest, push_content
+from tests.support.oci import Blob, artifact_manifest, push_content
 from tests.support.sboms import cyclonedx_problems, spdx_problems
 from tests.support.server import PortsideServer
 from tests.support.vulndata import pypa_expected
@@ -340,8 +340,13 @@ def test_a_generated_sbom_is_stored_as_a_valid_spdx_accessory_of_the_image(
     names = {p["name"] for p in document["packages"]}
     assert {"requests", "flask"} <= names
 
-    listed = client.get(path, params={"with_accessory": "true"}).json()
-    assert [a["digest"] for a in listed["accessories"]] == [accessory["digest"]]
+    listed = client.get(path, params={"with_accessory": "true", "with_sbom_overview": "true"})
+    listed = listed.json()
+    assert listed["sbom_overview"]["scan_status"] == "Success"
+    assert listed["sbom_overview"]["sbom_digest"] == accessory["digest"]
+    assert [(a["digest"], a["type"]) for a in listed["accessories"]] == [
+        (accessory["digest"], "sbom.harbor")
+    ]
 
     # Generating again replaces the accessory instead of piling them up.
     assert client.post(f"{path}/scan", json={"scan_type": "sbom"}).status_code == 202
@@ -426,3 +431,56 @@ def test_a_queued_scan_can_be_stopped(fresh_registry: PortsideServer) -> None:
     stopped = _events(fresh_registry, "SCANNING_STOPPED")
     assert [e["digest"] for e in stopped] == [image.digest]
     assert stopped[0]["operator"] == "admin"
+
+
+def test_an_image_with_a_corrupt_layer_fails_its_scan_cleanly(
+    client: httpx.Client, project: str
+) -> None:
+    broken = Blob(b"\x1f\x8b not really gzip " * 8, "application/vnd.oci.image.layer.v1.tar+gzip")
+    image = image_of([broken])
+    repository = f"{project}/corrupt"
+    push_content(client, repository, image, "v1")
+    path = scanning.artifact_path(repository, image.digest)
+    assert client.post(f"{path}/scan").status_code == 202
+    ended = scanning.wait_for_scan(client, repository, image.digest)
+    assert ended["scan_status"] == "Error"
+    sbom = client.get(f"{path}/sbom")
+    assert sbom.status_code == 400
+    assert (
+        "cannot" in sbom.json()["errors"][0]["message"]
+        or "SBOM" in sbom.json()["errors"][0]["message"]
+    )
+
+
+def test_a_project_may_keep_its_own_allowlist(vulndb: PortsideServer, client: httpx.Client) -> None:
+    project = scanning.project(
+        client, prevent_vul="true", severity="none", reuse_sys_cve_allowlist="false"
+    )
+    repository = f"{project}/own-list"
+    image = scanning.python_image({"flask": "0.12"})
+    push_content(client, repository, image, "v1")
+    report = scanning.scan(client, repository, image.digest)
+    cves = sorted({v["id"] for v in report["vulnerabilities"]})
+    assert cves
+    assert _pull(client, repository, "v1").status_code == 403
+    # The system list does not apply to this project ...
+    system = {"items": [{"cve_id": cve} for cve in cves]}
+    assert client.put("/api/v2.0/system/CVEAllowlist", json=system).status_code == 200
+    try:
+        assert _pull(client, repository, "v1").status_code == 403
+    finally:
+        client.put("/api/v2.0/system/CVEAllowlist", json={"items": []})
+    # ... its own does, set through Harbor's project body.
+    body = {"cve_allowlist": {"items": [{"cve_id": cve} for cve in cves[:-1]]}}
+    assert client.put(f"/api/v2.0/projects/{project}", json=body).status_code == 200
+    refused = _pull(client, repository, "v1")
+    assert refused.status_code == 403
+    assert "1 vulnerabilities" in refused.json()["errors"][0]["message"]
+    body = {"cve_allowlist": {"items": [{"cve_id": cve} for cve in cves]}}
+    assert client.put(f"/api/v2.0/projects/{project}", json=body).status_code == 200
+    assert _pull(client, repository, "v1").status_code == 200
+    shown = client.get(f"/api/v2.0/projects/{project}").json()["cve_allowlist"]
+    assert [item["cve_id"] for item in shown["items"]] == cves
+    assert shown["project_id"] > 0
+    bad = {"cve_allowlist": {"items": [{"cve_id": "no good"}]}}
+    assert client.put(f"/api/v2.0/projects/{project}", json=bad).status_code == 400

@@ -37,6 +37,7 @@ from portside.scanner.adapter_api import (
     builtin_metadata,
 )
 from portside.scanner.engine import UnsupportedArtifact, layers_of
+from portside.scanner.layers import LayerError
 from portside.scanner.registry_client import RegistryClient, RegistryClientError
 from portside.scanner.reports import VULNERABILITY_REPORT
 
@@ -189,7 +190,7 @@ async def _run(
                 layers, client.blob, repository, digest, started
             )
             job.report = report
-    except (RegistryClientError, UnsupportedArtifact) as error:
+    except (RegistryClientError, UnsupportedArtifact, LayerError) as error:
         job.error = str(error)
     except Exception as error:
         log.exception("adapter scan failed", digest=digest)

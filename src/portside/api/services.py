@@ -30,6 +30,7 @@ from portside.registry.pulls import PullRecorder
 from portside.registry.repositories import Repositories
 from portside.registry.uploads import Uploads
 from portside.scanner.allowlists import Allowlists
+from portside.scanner.cve_export import CveExports
 from portside.scanner.gate import PullGate
 from portside.scanner.service import Scans
 from portside.scanner.vulndb import VulnDB
@@ -71,8 +72,10 @@ class Services:
     events: EventBus
     allowlists: Allowlists
     pull_gate: PullGate
+    cve_exports: CveExports
 
     async def close(self) -> None:
+        await self.cve_exports.close()
         await self.scans.close()
         await self.pulls.close()
         await self.audit.close()
@@ -155,4 +158,5 @@ def build_services(settings: Settings) -> Services:
         events=events,
         allowlists=allowlists,
         pull_gate=pull_gate,
+        cve_exports=CveExports(db, storage, scans.registrations),
     )

@@ -95,6 +95,7 @@ _DEVELOPER = (
     | _grant("artifact", "create")
     | _grant("tag", "create")
     | _grant("artifact-label", "create", "delete")
+    | _grant("export-cve", "create", "read")
 )
 _MAINTAINER = (
     _DEVELOPER

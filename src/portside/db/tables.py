@@ -29,6 +29,7 @@ __all__ = [
     "blobs",
     "configurations",
     "cve_allowlists",
+    "cve_exports",
     "labels",
     "layer_analyses",
     "manifest_references",
@@ -548,4 +549,28 @@ vuln_db_meta = Table(
     Column("advisory_count", Integer, nullable=False),
     Column("source", Text, nullable=False),
     _timestamp("imported_at"),
+)
+
+
+# -- CVE exports --------------------------------------------------------------------------------
+# Harbor's scan data export executions. The CSV is in storage under layout.export_path(uuid);
+# ``file_size`` is NULL until it is there (and stays NULL when nothing matched, as in Harbor).
+# ``project_ids`` is a JSON list: who may read the execution is decided on those projects.
+cve_exports = Table(
+    "cve_exports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("user_id", Integer, nullable=False),
+    Column("user_name", String(255), nullable=False),
+    Column("job_name", String(255), nullable=False, server_default=""),
+    Column("status", String(16), nullable=False),
+    Column("status_text", Text, nullable=False, server_default=""),
+    Column("trigger", String(16), nullable=False),
+    _timestamp("start_time"),
+    Column("end_time", DateTime(timezone=True), nullable=True),
+    Column("file_size", BigInteger, nullable=True),
+    Column("project_ids", Text, nullable=False),
+    Index("ix_cve_exports_user_name", "user_name", "id"),
+    sqlite_autoincrement=True,
 )

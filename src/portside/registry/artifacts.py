@@ -103,7 +103,7 @@ def accessory_type(kind: str) -> str:
     if kind == "SIGNATURE":
         return "signature.cosign"
     if kind == "SBOM":
-        return "harbor.sbom"
+        return "sbom.harbor"
     return "subject.accessory"
 
 

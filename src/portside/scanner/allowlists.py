@@ -13,8 +13,9 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from portside.db.engine import Database
 from portside.db.queries import as_utc, now
@@ -52,34 +53,51 @@ class Allowlist:
         return frozenset(self.items)
 
 
+def _allowlist(project_id: int, row: Any) -> Allowlist:
+    if row is None:
+        return Allowlist(0, project_id, None, (), None, None)
+    return Allowlist(
+        row.id,
+        project_id,
+        row.expires_at,
+        tuple(json.loads(row.items)),
+        as_utc(row.created_at),
+        as_utc(row.updated_at),
+    )
+
+
 class Allowlists:
     def __init__(self, db: Database, cache_ttl: float) -> None:
         self._db = db
         self._cache: LRUCache[int, Allowlist] = LRUCache(10_000, cache_ttl)
 
     async def get(self, project_id: int) -> Allowlist:
-        cached = self._cache.get(project_id)
-        if cached is not None:
-            return cached
-        row = await self._db.read(
-            lambda c: c.execute(
-                select(cve_allowlists).where(cve_allowlists.c.project_id == project_id)
-            ).first()
-        )
-        found = (
-            Allowlist(
-                row.id,
-                project_id,
-                row.expires_at,
-                tuple(json.loads(row.items)),
-                as_utc(row.created_at),
-                as_utc(row.updated_at),
+        return (await self.get_many([project_id]))[project_id]
+
+    async def get_many(self, project_ids: list[int]) -> dict[int, Allowlist]:
+        """The allowlists of several projects in one query (project listings)."""
+        found = {pid: cached for pid in project_ids if (cached := self._cache.get(pid))}
+        missing = [pid for pid in project_ids if pid not in found]
+        if missing:
+            rows = await self._db.read(
+                lambda c: c.execute(
+                    select(cve_allowlists).where(cve_allowlists.c.project_id.in_(missing))
+                ).all()
             )
-            if row is not None
-            else Allowlist(0, project_id, None, (), None, None)
-        )
-        self._cache.put(project_id, found)
+            by_project = {row.project_id: row for row in rows}
+            for pid in missing:
+                row = by_project.get(pid)
+                found[pid] = _allowlist(pid, row)
+                self._cache.put(pid, found[pid])
         return found
+
+    async def delete(self, project_id: int) -> None:
+        await self._db.write(
+            lambda c: c.execute(
+                delete(cve_allowlists).where(cve_allowlists.c.project_id == project_id)
+            )
+        )
+        self._cache.discard(project_id)
 
     async def put(self, project_id: int, items: list[str], expires_at: int | None) -> None:
         unique = list(dict.fromkeys(items))

@@ -49,7 +49,7 @@ from portside.scanner.engine import (
 )
 from portside.scanner.image import ImageContents
 from portside.scanner.jobs import ScanWorkers
-from portside.scanner.layers import analyze_layer
+from portside.scanner.layers import LayerError, analyze_layer
 from portside.scanner.model import Finding, LayerResult, Severity
 from portside.scanner.registrations import Registration, Registrations
 from portside.scanner.report import ScannerInfo, harbor_report, item_severity
@@ -294,10 +294,15 @@ class Scans:
         registration = await self.registrations.get(job.registration_uuid)
         if registration is None:
             return JobOutcome(ERROR, message="the scanner registration was deleted")
-        if job.mime_type == VULNERABILITY_REPORT:
-            return await self._vulnerability_scan(job, registration)
-        if job.mime_type == SBOM_REPORT:
-            return await self._generate_sbom(job)
+        try:
+            if job.mime_type == VULNERABILITY_REPORT:
+                return await self._vulnerability_scan(job, registration)
+            if job.mime_type == SBOM_REPORT:
+                return await self._generate_sbom(job)
+        except (LayerError, UnsupportedArtifact) as error:
+            # The artifact's own bytes are the problem, not Portside: a failed job, no trace.
+            log.info("artifact cannot be scanned", digest=job.digest, reason=str(error))
+            return JobOutcome(ERROR, message=f"the artifact cannot be scanned: {error}")
         return JobOutcome(ERROR, message=f"report type {job.mime_type!r} is not supported")
 
     async def sbom_document(

@@ -10,6 +10,9 @@ The tree, relative to the driver's root::
     uploads/
       <upload-uuid>              bytes of an upload in progress, appended by PATCH; moved to
                                  its blob path when the upload completes
+    exports/
+      <execution-uuid>           a finished CVE export (CSV), kept until its execution row
+                                 is dropped (each user keeps their latest few)
 
 Content is addressed by digest only: a blob is stored once however many repositories use it.
 Which repository uses which blob, and every tag, live in the database, never here.
@@ -21,10 +24,18 @@ import uuid
 
 from portside.oci.digest import Digest
 
-__all__ = ["BLOBS_PREFIX", "UPLOADS_PREFIX", "blob_path", "upload_path"]
+__all__ = [
+    "BLOBS_PREFIX",
+    "EXPORTS_PREFIX",
+    "UPLOADS_PREFIX",
+    "blob_path",
+    "export_path",
+    "upload_path",
+]
 
 BLOBS_PREFIX = "blobs/"
 UPLOADS_PREFIX = "uploads/"
+EXPORTS_PREFIX = "exports/"
 
 
 def blob_path(digest: Digest) -> str:
@@ -35,3 +46,8 @@ def blob_path(digest: Digest) -> str:
 def upload_path(upload_id: uuid.UUID) -> str:
     """Key of an upload's data. Taking a UUID (not a string) keeps user input out of paths."""
     return f"{UPLOADS_PREFIX}{upload_id}"
+
+
+def export_path(execution_id: uuid.UUID) -> str:
+    """Key of a CVE export's CSV file, by its execution's UUID (never a caller's string)."""
+    return f"{EXPORTS_PREFIX}{execution_id}"

@@ -17,6 +17,7 @@ from portside.api.harbor import (
     artifacts,
     audit_logs,
     configurations,
+    cve_export,
     labels,
     members,
     projects,
@@ -59,7 +60,7 @@ def create_management_app(services: Services) -> FastAPI:
         app.include_router(module.router)
     for module in (repositories, artifacts):
         app.include_router(module.router)
-    for module in (scans, scanners, scan_all, vulndb):
+    for module in (scans, scanners, scan_all, vulndb, cve_export):
         app.include_router(module.router)
     document_errors(app)  # one shared declaration of Harbor's error responses for every route
 

@@ -164,6 +164,7 @@ class ArtifactOut(BaseModel):
     accessories: list[AccessoryOut] | None = None
     addition_links: dict[str, AdditionLink]
     scan_overview: dict[str, Any] | None = None
+    sbom_overview: dict[str, Any] | None = None
 
 
 # -- addressing ---------------------------------------------------------------------------------
@@ -297,7 +298,7 @@ async def _artifact_json(
     with_tag: bool,
     with_label: bool,
     with_accessory: bool,
-    with_scan_overview: bool,
+    overviews: dict[str, Any],
 ) -> dict[str, Any]:
     facts = await services_of(request).artifacts.facts(artifact)
     repository = name.partition("/")[2]
@@ -347,9 +348,7 @@ async def _artifact_json(
         out["labels"] = [_label(label) for label in details.labels.get(artifact.id, [])]
     if with_accessory:
         out["accessories"] = [_accessory(a, name) for a in details.accessories.get(artifact.id, [])]
-    if with_scan_overview:
-        overviews = await scan_overviews(request, [artifact.digest])
-        out["scan_overview"] = overviews.get(artifact.digest, {})
+    out.update(overviews.get(artifact.digest, {}))
     return out
 
 
@@ -451,6 +450,9 @@ async def list_artifacts_route(
 
     total, rows, details = await services_of(request).db.read(fetch)
     set_page_headers(request, response, paging, total)
+    overviews = await scan_overviews(
+        request, [a.digest for a in rows], scan=with_scan_overview, sbom=with_sbom_overview
+    )
     return [
         await _artifact_json(
             request,
@@ -461,7 +463,7 @@ async def list_artifacts_route(
             with_tag=with_tag,
             with_label=with_label,
             with_accessory=with_accessory,
-            with_scan_overview=with_scan_overview,
+            overviews=overviews,
         )
         for artifact in rows
     ]
@@ -495,6 +497,9 @@ async def get_artifact(
             with_accessory=with_accessory,
         )
     )
+    overviews = await scan_overviews(
+        request, [artifact.digest], scan=with_scan_overview, sbom=with_sbom_overview
+    )
     return await _artifact_json(
         request,
         project,
@@ -504,7 +509,7 @@ async def get_artifact(
         with_tag=with_tag,
         with_label=with_label,
         with_accessory=with_accessory,
-        with_scan_overview=with_scan_overview,
+        overviews=overviews,
     )
 
 

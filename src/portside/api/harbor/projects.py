@@ -43,6 +43,7 @@ from portside.api.harbor.listing import (
     set_page_headers,
     where_clauses,
 )
+from portside.api.harbor.scan_all import AllowlistIn, allowlist_out, parse_allowlist
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission, Role
@@ -107,8 +108,10 @@ class ProjectReq(BaseModel):
         "prevent_vul, severity, enable_content_trust, enable_content_trust_cosign, "
         "reuse_sys_cve_allowlist, auto_sbom_generation, retention_id.",
     )
-    cve_allowlist: dict[str, Any] | None = Field(
-        None, description="Accepted only empty: Portside keeps no CVE allowlists yet."
+    cve_allowlist: AllowlistIn | None = Field(
+        None,
+        description="The project's own CVE allowlist (used when metadata "
+        "reuse_sys_cve_allowlist is false): items and an optional expires_at.",
     )
     storage_limit: int | None = Field(
         None,
@@ -143,6 +146,7 @@ class ProjectOut(BaseModel):
     repo_count: int
     chart_count: int = 0
     metadata: dict[str, str]
+    cve_allowlist: dict[str, Any]
 
 
 class ResourceList(BaseModel):
@@ -246,8 +250,6 @@ def _refuse_unsupported(body: ProjectReq) -> None:
         raise HarborError(
             400, "retention_days is only supported when creating a proxy cache project"
         )
-    if body.cve_allowlist and body.cve_allowlist.get("items"):
-        raise HarborError(400, "project CVE allowlists are not supported")
 
 
 def _highest(roles: frozenset[Role]) -> int:
@@ -268,6 +270,7 @@ async def _project_out(
             principal.id, (d.project.id for d in details)
         )
     update = Permission("project", "update")
+    allowlists = await services.allowlists.get_many([d.project.id for d in details])
     result = []
     for detail in details:
         project = detail.project
@@ -285,6 +288,7 @@ async def _project_out(
                 current_user_role_ids=sorted(int(role) for role in held),
                 repo_count=detail.repo_count,
                 metadata={"public": "false", **project.metadata},
+                cve_allowlist=allowlist_out(allowlists[project.id]),
             )
         )
     return result
@@ -322,6 +326,8 @@ async def create_project(
     if (body.metadata or {}).get("retention_id"):
         raise HarborError(400, "retention_id must be omitted (or empty) when creating a project")
     metadata = {"public": "false", **_metadata_changes(body)}
+    # Validated before anything is created: a refused body leaves no project behind.
+    allowlist = parse_allowlist(body.cve_allowlist) if body.cve_allowlist is not None else None
     # Only admins choose a quota; 0 or nothing means the system default, as in Harbor.
     quota = (await services.configurations.get()).storage_per_project
     if principal.is_admin and body.storage_limit:
@@ -329,6 +335,8 @@ async def create_project(
     project_id = await services.projects.create(name, principal.id, metadata, quota)
     if project_id is None:
         raise HarborError(409, f"project {name} already exists")
+    if allowlist is not None:
+        await services.allowlists.put(project_id, *allowlist)
     _forget(request, name)
     _audit(request, principal, "create", name, project_id, f"public={metadata['public']}")
     location = (
@@ -463,7 +471,12 @@ async def update_project(
             400,
             "retention_id must be omitted, or be the one already associated with the project",
         )
+    allowlist = parse_allowlist(body.cve_allowlist) if body.cve_allowlist is not None else None
     await services.projects.set_metadata(project.id, dict(changes))
+    if allowlist is not None:
+        await services.allowlists.put(project.id, *allowlist)
+        services.pull_gate.forget()
+        changes = {**changes, "cve_allowlist": f"{len(allowlist[0])} CVEs"}
     _forget(request, project.name)
     detail = ",".join(f"{key}={value}" for key, value in sorted(changes.items()))
     _audit(request, principal, "update", project.name, project.id, detail or None)
@@ -482,6 +495,7 @@ async def delete_project(request: Request, principal: Caller, project_name_or_id
         raise HarborError(412, str(exc)) from None
     _forget(request, project.name)
     services.robots.forget()  # the project's robots went with it
+    await services.allowlists.delete(project.id)
     services.quotas.forget(project.id)  # SQLite may give the id to the next project
     if not deleted:
         raise HarborError(404, f"project {project.name} not found")

@@ -10,9 +10,10 @@ from typing import Any
 from fastapi import Request
 
 from portside.api.harbor.access import services_of
+from portside.audit.log import iso8601
 from portside.scanner.registrations import BUILTIN_UUID
 from portside.scanner.report import ScannerInfo, scan_overview
-from portside.scanner.reports import VULNERABILITY_REPORT, ScanJob
+from portside.scanner.reports import SBOM_REPORT, SUCCESS, VULNERABILITY_REPORT, ScanJob
 
 __all__ = ["scan_overviews", "vulnerability_reports"]
 
@@ -32,12 +33,40 @@ def _overview(job: ScanJob, builtin: ScannerInfo) -> dict[str, Any]:
     )
 
 
-async def scan_overviews(request: Request, digests: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``scan_overview`` of each digest that was ever scanned, keyed by digest."""
+async def scan_overviews(
+    request: Request, digests: Iterable[str], *, scan: bool, sbom: bool
+) -> dict[str, dict[str, Any]]:
+    """``scan_overview`` and ``sbom_overview`` of each digest that has them, as fields to add
+    to its artifact: two queries for a whole page, whatever its size."""
+    wanted = list(digests)
+    found: dict[str, dict[str, Any]] = {digest: {} for digest in wanted}
     scans = services_of(request).scans
-    jobs = await scans.reports.jobs(digests, VULNERABILITY_REPORT)
     builtin = ScannerInfo(name="Portside", vendor="Portside", version=scans.version)
-    return {digest: _overview(job, builtin) for digest, job in jobs.items()}
+    if scan:
+        for digest, job in (await scans.reports.jobs(wanted, VULNERABILITY_REPORT)).items():
+            found[digest]["scan_overview"] = _overview(job, builtin)
+    if sbom:
+        for digest, job in (await scans.reports.jobs(wanted, SBOM_REPORT)).items():
+            found[digest]["sbom_overview"] = await _sbom_overview(scans, job, builtin)
+    return found
+
+
+async def _sbom_overview(scans: Any, job: ScanJob, builtin: ScannerInfo) -> dict[str, Any]:
+    """Harbor's ``SBOMOverview``: the generation's status and times, and the digest of the
+    SBOM accessory once there is one."""
+    report = await scans.reports.report(job.id) if job.status == SUCCESS else None
+    overview: dict[str, Any] = {
+        "report_id": job.uuid,
+        "scan_status": job.status,
+        "start_time": iso8601(job.start_time) if job.start_time else None,
+        "end_time": iso8601(job.end_time) if job.end_time else None,
+        "duration": int((job.end_time - job.start_time).total_seconds())
+        if job.start_time and job.end_time
+        else 0,
+        "scanner": builtin.to_json() if job.registration_uuid == BUILTIN_UUID else None,
+        "sbom_digest": (report or {}).get("sbom_digest"),
+    }
+    return {key: value for key, value in overview.items() if value not in (None, "")}
 
 
 async def vulnerability_reports(request: Request, digest: str) -> dict[str, Any]:

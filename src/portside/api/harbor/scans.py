@@ -20,6 +20,7 @@ from portside.api.harbor.errors import HarborError
 from portside.audit.log import iso8601
 from portside.auth.rbac import Permission
 from portside.scanner.engine import UnsupportedArtifact
+from portside.scanner.layers import LayerError
 from portside.scanner.reports import SBOM_REPORT, VULNERABILITY_REPORT
 from portside.scanner.sbom import CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE
 from portside.scanner.service import ScanUnavailable
@@ -175,6 +176,6 @@ async def get_sbom(
         document = await services_of(request).scans.sbom_document(
             name, artifact.digest, media_type, "" if ":" in reference else reference
         )
-    except UnsupportedArtifact as error:
+    except (UnsupportedArtifact, LayerError) as error:
         raise HarborError(400, f"this artifact has no SBOM: {error}") from None
     return Response(document, media_type=media_type)
