@@ -8,7 +8,8 @@ OSV names (https://ossf.github.io/osv-schema/#affectedpackage-field):
   (``Ubuntu:22.04:LTS``, ``Ubuntu:24.10``).
 - Alpine: ``Alpine:v<major>.<minor>`` (``VERSION_ID`` ``3.19.1`` -> ``Alpine:v3.19``).
 - Rocky Linux, AlmaLinux: ``Rocky Linux:<major>``, ``AlmaLinux:<major>``.
-- RHEL: ``Red Hat`` (OSV scopes Red Hat records by CPE stream, which an image does not name).
+- RHEL: ``Red Hat:enterprise_linux:9``. OSV's Red Hat records add a CPE stream
+  (``::appstream``) that an image does not name; ``matching.advisory_ecosystem`` drops it.
 - Mageia, Photon OS: ``<name>:<VERSION_ID>``; openSUSE and SUSE: ``<name>:<PRETTY_NAME
   without the vendor>`` (``openSUSE:Leap 15.5``, ``SUSE:Linux Enterprise Server 15 SP5``).
 - Wolfi and Chainguard (apk): unversioned.
@@ -65,7 +66,8 @@ def _rpm(release: OSRelease) -> str | None:
         major = _MAJOR.match(release.version_id)
         return f"{_RPM_BY_MAJOR[release.id]}:{major.group(1)}" if major else None
     if release.id == "rhel":
-        return "Red Hat"
+        major = _MAJOR.match(release.version_id)
+        return f"Red Hat:enterprise_linux:{major.group(1)}" if major else None
     if release.id in _RPM_BY_VERSION and release.version_id:
         return f"{_RPM_BY_VERSION[release.id]}:{release.version_id}"
     vendor = _RPM_BY_PRETTY_NAME.get(release.id)

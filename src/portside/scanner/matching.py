@@ -143,6 +143,15 @@ def affected(pkg_version: str, entry: AffectedPackage) -> tuple[bool, str]:
     return True, fix[1] if fix else ""
 
 
+def advisory_ecosystem(ecosystem: str) -> str:
+    """The ecosystem an advisory entry applies to, as images name it. Red Hat's OSV records
+    add a CPE stream after ``::`` (``Red Hat:enterprise_linux:9::appstream``) that an image
+    does not tell: the release before it is what we match on."""
+    if ecosystem.startswith("Red Hat:"):
+        return ecosystem.partition("::")[0]
+    return ecosystem
+
+
 def match(package: Package, ecosystem: str, advisories: Iterable[Advisory]) -> list[Finding]:
     """The findings of ``package`` (matched by source name and version when it has them) in
     ``ecosystem`` among ``advisories``: one per advisory that is not withdrawn and has an
@@ -155,7 +164,10 @@ def match(package: Package, ecosystem: str, advisories: Iterable[Advisory]) -> l
             continue
         hit, fixes = False, []
         for entry in advisory.affected:
-            if entry.ecosystem != ecosystem or normalize_name(ecosystem, entry.name) != name:
+            if (
+                advisory_ecosystem(entry.ecosystem) != ecosystem
+                or normalize_name(ecosystem, entry.name) != name
+            ):
                 continue
             entry_hit, fix = affected(package.match_version, entry)
             if entry_hit:

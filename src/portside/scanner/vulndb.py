@@ -31,7 +31,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 from portside.db.engine import Database
 from portside.db.queries import now, upsert
 from portside.db.tables import vuln_advisories, vuln_affected, vuln_db_meta
-from portside.scanner.matching import normalize_name
+from portside.scanner.matching import advisory_ecosystem, normalize_name
 from portside.scanner.model import Advisory, AffectedPackage
 from portside.scanner.osv import InvalidRecord, parse_record
 
@@ -233,7 +233,7 @@ def _record_files(root: Path) -> Iterator[Path]:
 
 def _affected_rows(advisory: Advisory) -> set[tuple[str, str]]:
     return {
-        (entry.ecosystem, normalize_name(entry.ecosystem, entry.name))
+        (advisory_ecosystem(entry.ecosystem), normalize_name(entry.ecosystem, entry.name))
         for entry in advisory.affected
     }
 

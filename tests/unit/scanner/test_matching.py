@@ -306,3 +306,32 @@ def test_the_lowest_fix_over_several_entries_wins() -> None:
     package = Package(name="lib", version="1.1.0", ecosystem="npm", path="package.json")
     (finding,) = match(package, "npm", [advisory])
     assert finding.fix_version == "1.2.0"
+
+
+def test_red_hat_streams_match_the_release_an_image_names() -> None:
+    from portside.scanner.matching import advisory_ecosystem
+
+    record = {
+        "id": "RHSA-2024:0001",
+        "modified": "2024-01-01T00:00:00Z",
+        "affected": [
+            {
+                "package": {"ecosystem": "Red Hat:enterprise_linux:9::appstream", "name": "curl"},
+                "ranges": [
+                    {
+                        "type": "ECOSYSTEM",
+                        "events": [{"introduced": "0"}, {"fixed": "0:7.76.1-26.el9"}],
+                    }
+                ],
+            }
+        ],
+    }
+    advisory = parse_record(record)
+    ecosystem = "Red Hat:enterprise_linux:9"
+    assert advisory_ecosystem("Red Hat:enterprise_linux:9::appstream") == ecosystem
+    assert advisory_ecosystem("Debian:12") == "Debian:12"
+    old = Package("curl", "7.76.1-19.el9", ecosystem, "var/lib/rpm/rpmdb.sqlite")
+    new = Package("curl", "7.76.1-26.el9", ecosystem, "var/lib/rpm/rpmdb.sqlite")
+    assert [f.fix_version for f in match(old, ecosystem, [advisory])] == ["0:7.76.1-26.el9"]
+    assert match(new, ecosystem, [advisory]) == []
+    assert match(old, "Red Hat:enterprise_linux:8", [advisory]) == []

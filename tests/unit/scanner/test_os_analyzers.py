@@ -488,7 +488,7 @@ def test_os_release_parsing() -> None:
         ("apk", OSRelease("wolfi", "20230201"), "Wolfi"),
         ("rpm", OSRelease("rocky", "9.3"), "Rocky Linux:9"),
         ("rpm", OSRelease("almalinux", "8.10"), "AlmaLinux:8"),
-        ("rpm", OSRelease("rhel", "9.4"), "Red Hat"),
+        ("rpm", OSRelease("rhel", "9.4"), "Red Hat:enterprise_linux:9"),
         ("rpm", OSRelease("photon", "5.0"), "Photon OS:5.0"),
         ("rpm", OSRelease("mageia", "9"), "Mageia:9"),
         ("rpm", OSRelease("opensuse-leap", "15.5", "openSUSE Leap 15.5"), "openSUSE:Leap 15.5"),
