@@ -282,7 +282,7 @@ def test_scan_all_scans_every_image_and_can_be_scheduled(
     assert started.status_code == 201, started.text
     for image in images:
         assert scanning.wait_for_scan(client, repository, image.digest)["scan_status"] == "Success"
-    metrics = client.get("/api/v2.0/system/scanAll/metrics").json()
+    metrics = client.get("/api/v2.0/scans/all/metrics").json()
     assert metrics["total"] >= 2
 
     daily = client.put("/api/v2.0/system/scanAll/schedule", json={"schedule": {"type": "Daily"}})

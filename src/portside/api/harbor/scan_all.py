@@ -131,13 +131,13 @@ async def update_schedule(request: Request, principal: Caller, body: ScheduleIn)
     return Response(status_code=200)
 
 
-@router.get("/system/scanAll/metrics", summary="Progress of scan-all.")
+@router.get("/scans/all/metrics", summary="Progress of scan-all.")
 async def metrics(request: Request, principal: Caller) -> dict[str, Any]:
     require_admin(request, principal, "read scan-all metrics")
     return await services_of(request).scans.scan_all.metrics()
 
 
-@router.get("/system/scanAll/schedule/metrics", summary="Progress of scheduled scan-all.")
+@router.get("/scans/schedule/metrics", summary="Progress of scheduled scan-all.")
 async def schedule_metrics(request: Request, principal: Caller) -> dict[str, Any]:
     require_admin(request, principal, "read scan-all metrics")
     return await services_of(request).scans.scan_all.metrics()

@@ -135,7 +135,7 @@ def scan_all(api: Api, schedule: str | None, status: bool, stop: bool, output: s
         return
     if status:
         found = {
-            "metrics": api.get("/system/scanAll/metrics"),
+            "metrics": api.get("/scans/all/metrics"),
             "schedule": api.get("/system/scanAll/schedule").get("schedule"),
         }
         if output == "json":
