@@ -1,14 +1,13 @@
 """The layer reader on a real Debian root filesystem, built by debootstrap and packed by GNU tar
 as an image layer: it must find exactly the packages dpkg itself lists.
 
-Needs root, ``debootstrap`` (``apt-get install debootstrap``) and a Debian mirror: the one in
-this machine's apt sources, or ``PORTSIDE_DEBIAN_MIRROR``.
+Needs root, ``debootstrap`` and a Debian mirror (see :mod:`tests.support.debian`, which makes
+the one rootfs per session that every Debian test shares).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -20,40 +19,13 @@ import zstandard
 from portside.scanner.analyzers.dpkg import DpkgAnalyzer
 from portside.scanner.image import merge_layers
 from portside.scanner.layers import analyze_layer
+from tests.support.debian import debian_rootfs_fixture  # noqa: F401 (a fixture)
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("debootstrap") is None, reason="needs debootstrap"),
     pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap needs root"),
 ]
-
-SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
-
-
-def debian_mirror() -> str:
-    """The Debian archive this machine's apt is set up to reach."""
-    configured = os.environ.get("PORTSIDE_DEBIAN_MIRROR")
-    if configured:
-        return configured
-    sources = Path("/etc/apt/sources.list.d")
-    for path in sorted(sources.glob("*.sources")) if sources.is_dir() else []:
-        for uri in re.findall(r"^URIs:\s*(\S+)", path.read_text(), flags=re.M):
-            if uri.rstrip("/").endswith("/debian"):
-                return uri
-    return DEFAULT_MIRROR
-
-
-@pytest.fixture(scope="session")
-def debian_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rootfs = tmp_path_factory.mktemp("debian") / "rootfs"
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", SUITE, str(rootfs), debian_mirror()],
-        check=True,
-        capture_output=True,
-        timeout=1200,
-    )
-    return rootfs
 
 
 @pytest.fixture(scope="session")

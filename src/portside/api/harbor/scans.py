@@ -9,6 +9,7 @@ scans, ``sbom:create`` and ``sbom:stop`` for SBOM generation, ``scan:read`` for 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -18,6 +19,7 @@ from portside.api.harbor.access import Caller, record_change, services_of
 from portside.api.harbor.artifacts import _ARTIFACT, _target
 from portside.api.harbor.errors import HarborError
 from portside.audit.log import iso8601
+from portside.auth.access import Principal
 from portside.auth.rbac import Permission
 from portside.scanner.engine import UnsupportedArtifact
 from portside.scanner.layers import LayerError
@@ -41,6 +43,42 @@ class ScanTypeIn(BaseModel):
     scan_type: ScanType = "vulnerability"
 
 
+@dataclass(frozen=True)
+class _ScanTarget:
+    project_id: int
+    repository: str
+    digest: str
+    resource: str  # "scan" or "sbom": Harbor's RBAC resource and the audit resource type
+    report_type: str
+
+
+async def _scan_target(
+    request: Request,
+    principal: Principal,
+    path: tuple[str, str, str],
+    body: ScanTypeIn | None,
+    action: str,
+) -> _ScanTarget:
+    """The artifact a scan request is about, once the caller may ``action`` its scans."""
+    scan_type = body.scan_type if body else "vulnerability"
+    resource = _RESOURCE[scan_type]
+    project, name, _, artifact = await _target(
+        request, principal, *path, Permission(resource, action)
+    )
+    return _ScanTarget(project.id, name, artifact.digest, resource, _REPORT_TYPES[scan_type])
+
+
+def _audit(request: Request, principal: Principal, operation: str, target: _ScanTarget) -> None:
+    record_change(
+        request,
+        principal,
+        operation,
+        target.resource,
+        f"{target.repository}@{target.digest}",
+        project_id=target.project_id,
+    )
+
+
 @router.post(f"{_ARTIFACT}/scan", status_code=202, summary="Scan an artifact.")
 async def scan_artifact(
     request: Request,
@@ -50,31 +88,17 @@ async def scan_artifact(
     reference: str,
     body: ScanTypeIn | None = None,
 ) -> Response:
-    scan_type = body.scan_type if body else "vulnerability"
-    project, name, _, artifact = await _target(
-        request,
-        principal,
-        project_name,
-        repository_name,
-        reference,
-        Permission(_RESOURCE[scan_type], "create"),
-    )
+    path = (project_name, repository_name, reference)
+    target = await _scan_target(request, principal, path, body, "create")
     try:
         await services_of(request).scans.request(
-            name, artifact.digest, _REPORT_TYPES[scan_type], principal.name
+            target.repository, target.digest, target.report_type, principal.name
         )
     except UnsupportedArtifact as error:
         raise HarborError(400, f"this artifact cannot be scanned: {error}") from None
     except ScanUnavailable as error:
         raise HarborError(412, str(error)) from None
-    record_change(
-        request,
-        principal,
-        "create",
-        _RESOURCE[scan_type],
-        f"{name}@{artifact.digest}",
-        project_id=project.id,
-    )
+    _audit(request, principal, "create", target)
     return Response(status_code=202)
 
 
@@ -87,28 +111,14 @@ async def stop_scan(
     reference: str,
     body: ScanTypeIn | None = None,
 ) -> Response:
-    scan_type = body.scan_type if body else "vulnerability"
-    project, name, _, artifact = await _target(
-        request,
-        principal,
-        project_name,
-        repository_name,
-        reference,
-        Permission(_RESOURCE[scan_type], "stop"),
-    )
+    path = (project_name, repository_name, reference)
+    target = await _scan_target(request, principal, path, body, "stop")
     stopped = await services_of(request).scans.stop(
-        name, artifact.digest, _REPORT_TYPES[scan_type], principal.name
+        target.repository, target.digest, target.report_type, principal.name
     )
     if not stopped:
         raise HarborError(400, "no scan of this artifact is queued or running")
-    record_change(
-        request,
-        principal,
-        "stop",
-        _RESOURCE[scan_type],
-        f"{name}@{artifact.digest}",
-        project_id=project.id,
-    )
+    _audit(request, principal, "stop", target)
     return Response(status_code=202)
 
 
