@@ -34,11 +34,11 @@ from portside.scanner.adapter_api import (
     METADATA_MIME,
     SCAN_RESPONSE_MIME,
     SCANNABLE_MANIFESTS,
+    RegistryClientError,
     builtin_metadata,
 )
 from portside.scanner.engine import UnsupportedArtifact, layers_of
-from portside.scanner.layers import LayerError
-from portside.scanner.registry_client import RegistryClient, RegistryClientError
+from portside.scanner.model import LayerError
 from portside.scanner.reports import VULNERABILITY_REPORT
 
 __all__ = ["PREFIX", "routes"]
@@ -181,6 +181,8 @@ async def _run(
     digest: str,
 ) -> None:
     started = dt.datetime.now(dt.UTC)
+    from portside.scanner.registry_client import RegistryClient  # httpx: only when used
+
     client = RegistryClient(url, authorization, repository)
     try:
         async with jobs.slots:

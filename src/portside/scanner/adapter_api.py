@@ -20,8 +20,22 @@ __all__ = [
     "SCANNABLE_MANIFESTS",
     "SCAN_REQUEST_MIME",
     "SCAN_RESPONSE_MIME",
+    "AdapterError",
+    "RegistryClientError",
     "builtin_metadata",
 ]
+
+
+class AdapterError(Exception):
+    """An external adapter could not be reached, refused a request, or answered nonsense."""
+
+
+class RegistryClientError(Exception):
+    """A registry we pull from (to serve a scan request) failed us or served nonsense."""
+
+
+# The HTTP clients (adapter_client, registry_client) import httpx, which costs the server
+# memory at start; the errors live here so callers can catch them without importing those.
 
 METADATA_MIME = "application/vnd.scanner.adapter.metadata+json; version=1.0"
 SCAN_REQUEST_MIME = "application/vnd.scanner.adapter.scan.request+json; version=1.0"

@@ -20,17 +20,14 @@ from portside.scanner.adapter_api import (
     METADATA_MIME,
     SCAN_REQUEST_MIME,
     SCAN_RESPONSE_MIME,
+    AdapterError,
 )
 from portside.scanner.registrations import Registration
 
-__all__ = ["AdapterClient", "AdapterError"]
+__all__ = ["AdapterClient"]
 
 MAX_RESPONSE_BYTES = 64 << 20  # a report of a large image is a few MB
 REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-
-
-class AdapterError(Exception):
-    """The adapter could not be reached, refused the request, or answered nonsense."""
 
 
 def auth_headers(registration: Registration) -> dict[str, str]:

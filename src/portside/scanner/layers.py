@@ -34,12 +34,10 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import IO, Protocol, Self, cast
 
-import zstandard
-
 from portside.scanner.analyzers.dpkg import FILE_LIST_MAX_BYTES, is_file_list, owned_files
 from portside.scanner.analyzers.osrelease import MAX_BYTES as OS_RELEASE_MAX_BYTES
 from portside.scanner.analyzers.osrelease import OS_RELEASE_PATHS, parse_os_release
-from portside.scanner.model import Analyzer, LayerResult, OSRelease, Package
+from portside.scanner.model import Analyzer, LayerError, LayerResult, OSRelease, Package
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_MAX_UNPACKED_BYTES", "LayerError", "analyze_layer"]
 
@@ -69,11 +67,6 @@ _META_TYPES = frozenset(
 )
 # What tarfile's header parser raises for the zero block that ends an archive.
 _END_OF_ARCHIVE: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
-
-
-class LayerError(Exception):
-    """The layer's content cannot be read: unknown media type, corrupt or truncated data, or
-    over a limit. The message says which and is safe to show."""
 
 
 class _Stopped(Exception):
@@ -350,6 +343,8 @@ def _decompressed(blob: _Blob, declared: str) -> _Readable:
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if head.startswith(_ZSTD_MAGIC):
+        import zstandard  # only for zstd layers: the server starts without it
+
         decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW_BYTES)
         return decompressor.stream_reader(
             raw, read_size=_ZSTD_READ_BYTES, read_across_frames=True, closefd=False

@@ -15,6 +15,7 @@ __all__ = [
     "AffectedPackage",
     "Analyzer",
     "Finding",
+    "LayerError",
     "LayerResult",
     "OSRelease",
     "Package",
@@ -136,6 +137,11 @@ class Finding:
             if alias.startswith("CVE-"):
                 return alias
         return self.advisory.id
+
+
+class LayerError(Exception):
+    """A layer's content cannot be read: unknown media type, corrupt or truncated data, or
+    over a limit. The message says which and is safe to show."""
 
 
 class Analyzer(Protocol):

@@ -16,16 +16,13 @@ import httpx
 
 from portside.oci import mediatypes as mt
 from portside.oci.digest import Digest, DigestError
+from portside.scanner.adapter_api import RegistryClientError
 
-__all__ = ["RegistryClient", "RegistryClientError"]
+__all__ = ["RegistryClient"]
 
 MAX_MANIFEST_BYTES = 4 << 20
 _ACCEPT = ", ".join(sorted(mt.MANIFESTS))
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-class RegistryClientError(Exception):
-    """The registry could not be reached, refused us, or served something invalid."""
 
 
 class RegistryClient:

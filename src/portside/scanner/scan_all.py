@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from croniter import croniter
 from sqlalchemy import Connection, func, select, update
 
 from portside.db.engine import Database
@@ -55,6 +54,8 @@ REQUESTER_PREFIX = "scan-all:"
 
 
 def cron_problem(cron: str) -> str | None:
+    from croniter import croniter  # with dateutil, a few MB a server without schedules skips
+
     if len(cron) > 128 or not croniter.is_valid(cron, second_at_beginning=True):
         return "cron must have six fields, seconds first, e.g. '0 0 2 * * *' (02:00 daily)"
     return None
@@ -70,6 +71,8 @@ class Schedule:
     def next_run(self, after: dt.datetime) -> dt.datetime | None:
         if not self.cron:
             return None
+        from croniter import croniter
+
         result: dt.datetime = croniter(self.cron, after, second_at_beginning=True).get_next(
             dt.datetime
         )

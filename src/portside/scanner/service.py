@@ -37,9 +37,8 @@ from portside.oci.digest import parse_digest
 from portside.projects.projects import Projects, project_of
 from portside.registry.blobs import Blobs
 from portside.registry.manifests import Manifests, Reference
-from portside.scanner.adapter_client import AdapterClient, AdapterError
+from portside.scanner.adapter_api import AdapterError
 from portside.scanner.analyses import LayerAnalyses
-from portside.scanner.analyzers import default_analyzers
 from portside.scanner.engine import (
     ImageScanner,
     Layer,
@@ -49,8 +48,7 @@ from portside.scanner.engine import (
 )
 from portside.scanner.image import ImageContents
 from portside.scanner.jobs import ScanWorkers
-from portside.scanner.layers import LayerError, analyze_layer
-from portside.scanner.model import Finding, LayerResult, Severity
+from portside.scanner.model import Finding, LayerError, LayerResult, Severity
 from portside.scanner.registrations import Registration, Registrations
 from portside.scanner.report import ScannerInfo, harbor_report, item_severity
 from portside.scanner.report import summarize as report_summary
@@ -240,6 +238,10 @@ class Scans:
     # -- running -------------------------------------------------------------------------------
 
     async def _analyze_layer(self, stream: Any, media_type: str) -> LayerResult:
+        # Imported at the first scan: the analyzers cost an idle server ~2.5 MB.
+        from portside.scanner.analyzers import default_analyzers
+        from portside.scanner.layers import analyze_layer
+
         return await analyze_layer(stream(), media_type, default_analyzers())
 
     def _open_blob(self, digest: str) -> AsyncIterator[bytes | memoryview]:
@@ -367,6 +369,8 @@ class Scans:
     async def _external_scan(self, job: ScanJob, registration: Registration) -> JobOutcome:
         """Ask an external adapter, one image at a time, each with a pull token limited to
         that image's manifest and blobs."""
+        from portside.scanner.adapter_client import AdapterClient  # httpx: only when used
+
         client = AdapterClient(registration)
         vulnerabilities: list[dict[str, Any]] = []
         report: dict[str, Any] = {}

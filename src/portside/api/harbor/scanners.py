@@ -25,8 +25,7 @@ from portside.api.harbor.listing import Paging, Term, parse_query, set_page_head
 from portside.audit.log import iso8601
 from portside.auth.rbac import Permission
 from portside.db.queries import now
-from portside.scanner.adapter_api import builtin_metadata
-from portside.scanner.adapter_client import AdapterClient, AdapterError
+from portside.scanner.adapter_api import AdapterError, builtin_metadata
 from portside.scanner.registrations import (
     BUILTIN_URL,
     Registration,
@@ -146,6 +145,8 @@ async def _metadata(request: Request, registration: Registration) -> dict[str, A
         status = await scans.vulndb.status()
         imported = status.get("imported_at")
         return builtin_metadata(scans.version, str(imported) if imported else None)
+    from portside.scanner.adapter_client import AdapterClient  # httpx: only when used
+
     return await AdapterClient(registration).metadata()
 
 
@@ -208,6 +209,8 @@ async def ping_scanner(request: Request, principal: Caller, body: PingIn) -> Res
         updated_at=now(),
     )
     try:
+        from portside.scanner.adapter_client import AdapterClient
+
         await AdapterClient(probe).metadata()
     except AdapterError as error:
         raise HarborError(400, str(error)) from None

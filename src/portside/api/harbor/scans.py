@@ -22,7 +22,7 @@ from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
 from portside.scanner.engine import UnsupportedArtifact
-from portside.scanner.layers import LayerError
+from portside.scanner.model import LayerError
 from portside.scanner.reports import SBOM_REPORT, VULNERABILITY_REPORT
 from portside.scanner.sbom import CYCLONEDX_MEDIA_TYPE, SPDX_MEDIA_TYPE
 from portside.scanner.service import ScanUnavailable
