@@ -258,6 +258,17 @@ def test_scanner_registrations_are_validated(client: httpx.Client) -> None:
         ping = client.post(
             "/api/v2.0/scanners/ping", json={"name": name, "url": "http://127.0.0.1:9"}
         )
+        hostile = client.post(
+            "/api/v2.0/scanners", json={"name": "bad\u0000name", "url": "http://127.0.0.1:9"}
+        )
+        assert hostile.status_code == 400
+        assert client.get("/api/v2.0/scanners/not-a-uuid%00").status_code == 404
+        assert (
+            client.put(
+                f"/api/v2.0/projects/{scanning.project(client)}/scanner", json={"uuid": "x\u0000"}
+            ).status_code
+            == 404
+        )
         assert ping.status_code == 400  # nothing listens on port 9
     finally:
         assert client.delete(f"/api/v2.0/scanners/{uuid}").status_code == 200

@@ -58,7 +58,7 @@ async def vulndb(database_url: str) -> AsyncIterator[VulnDB]:
 
 
 async def _row_count(vulndb: VulnDB) -> int:
-    db: Database = vulndb._db
+    db: Database = vulndb.db
     return await db.read(
         lambda c: int(c.execute(select(func.count()).select_from(vuln_affected)).scalar_one())
     )
@@ -147,7 +147,7 @@ async def test_lookups_follow_a_new_import(vulndb: VulnDB, tmp_path: Path) -> No
     record["affected"][0]["ranges"][0]["events"][1]["fixed"] = "2.36-9+deb12u2"
     record["affected"][0]["package"]["name"] = "eglibc"
     (tmp_path / source.name).write_text(json.dumps(record))
-    other = VulnDB(vulndb._db)
+    other = VulnDB(vulndb.db)
     await other.import_path(tmp_path)
     now = await vulndb.advisories_for("Debian:12", ["glibc", "eglibc"])
     assert now["glibc"] == []  # the old lookup row is gone with the replaced record

@@ -139,3 +139,24 @@ def test_a_non_admin_may_not_import(registry: PortsideServer, client: httpx.Clie
         )
         assert refused.status_code == 403
         assert plain.get("/api/v2.0/system/vulndb").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"repository": "library/x\u0000y", "reference": "v1"},
+        {"repository": "\udb4f\udfd2library", "reference": "v1"},
+        {"repository": "library/x", "reference": "\u0014"},
+        {"repository": "library/x", "reference": "v1\u0000"},
+    ],
+)
+def test_hostile_names_are_refused_before_any_query(
+    client: httpx.Client, body: dict[str, str]
+) -> None:
+    response = client.post(
+        "/api/v2.0/system/vulndb/import",
+        content=json.dumps(body),  # surrogates as JSON escapes, as schemathesis sent them
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["errors"][0]["message"]

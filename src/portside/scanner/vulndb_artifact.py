@@ -21,7 +21,7 @@ from portside.db.engine import Database
 from portside.db.tables import manifests, repositories, tags
 from portside.oci.digest import Digest, DigestError
 from portside.oci.errors import RegistryError
-from portside.oci.names import validate_name
+from portside.oci.names import validate_name, validate_tag
 from portside.scanner.vulndb import ImportStats, VulnDB
 from portside.storage.base import PathNotFound, StorageDriver
 from portside.storage.layout import blob_path
@@ -54,6 +54,18 @@ def parse_artifact_reference(text: str) -> tuple[str, str]:
     if not reference:
         raise VulnDBArtifactError("the tag or digest is empty")
     return name, reference
+
+
+def _check_reference(repository: str, reference: str) -> None:
+    """Both parts must be valid names before they reach a query (hostile text, NULs …)."""
+    try:
+        validate_name(repository)
+        if ":" not in reference:
+            validate_tag(reference)
+    except RegistryError:
+        raise VulnDBArtifactError(
+            f"{repository[:200]!r}:{reference[:100]!r} is not a valid repository and tag"
+        ) from None
 
 
 async def _manifest_digest(db: Database, repository: str, reference: str) -> Digest:
@@ -121,6 +133,7 @@ async def import_from_registry(
     db: Database, storage: StorageDriver, vulndb: VulnDB, repository: str, reference: str
 ) -> ImportStats:
     """Import the advisories held by ``repository:reference`` (a tag or a digest)."""
+    _check_reference(repository, reference)
     digest = await _manifest_digest(db, repository, reference)
     try:
         raw = await storage.get(blob_path(digest))

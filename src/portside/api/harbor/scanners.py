@@ -8,6 +8,7 @@ project (ProjectAdmins), as in Harbor. The built-in scanner cannot be changed or
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -100,6 +101,13 @@ class RegistrationOut(BaseModel):
     health: str = ""
 
 
+def _check_text(body: BaseModel) -> None:
+    """Names, descriptions and credentials are shown and sent on: no control characters."""
+    for field, value in body.model_dump().items():
+        if isinstance(value, str) and not value.isprintable():
+            raise HarborError(400, f"{field} must not contain control characters")
+
+
 def _check_url(url: str) -> str:
     if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
         raise HarborError(400, "url must be an http:// or https:// URL")
@@ -133,6 +141,10 @@ def _out(registration: Registration, health: str = "") -> dict[str, Any]:
 
 
 async def _registration(request: Request, registration_id: str) -> Registration:
+    try:
+        uuid.UUID(registration_id)
+    except ValueError:
+        raise HarborError(404, f"scanner registration {registration_id[:64]!r} not found") from None
     found = await services_of(request).scans.registrations.get(registration_id)
     if found is None:
         raise HarborError(404, f"scanner registration {registration_id[:64]!r} not found")
@@ -178,6 +190,7 @@ async def list_scanners(
 @router.post("/scanners", status_code=201, summary="Register a scanner.")
 async def create_scanner(request: Request, principal: Caller, body: RegistrationIn) -> Response:
     require_admin(request, principal, "register scanners")
+    _check_text(body)
     values = body.model_dump()
     values["url"] = _check_url(body.url)
     try:
@@ -192,6 +205,7 @@ async def create_scanner(request: Request, principal: Caller, body: Registration
 @router.post("/scanners/ping", summary="Check that a scanner adapter answers.")
 async def ping_scanner(request: Request, principal: Caller, body: PingIn) -> Response:
     require_admin(request, principal, "ping scanners")
+    _check_text(body)
     if body.url == BUILTIN_URL:
         return Response(status_code=200)
     probe = Registration(
@@ -233,6 +247,7 @@ async def update_scanner(
     registration = await _registration(request, registration_id)
     if registration.builtin:
         raise HarborError(403, "the built-in scanner cannot be changed")
+    _check_text(body)
     values = body.model_dump()
     values["url"] = _check_url(body.url)
     if body.access_credential == "*****":  # the masked value read back: keep the secret
