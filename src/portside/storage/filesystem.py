@@ -44,6 +44,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_dirs_durably(directory: Path) -> None:
+    """Create ``directory`` and any missing parents, each made durable in its parent: a blob
+    renamed into a new directory is only as durable as that directory's own entry. Costs
+    nothing when the directory exists (most blob writes after the first of a digest prefix
+    still create the digest's own directory, so one more fsync there)."""
+    if directory.is_dir():
+        return
+    missing = []
+    current = directory
+    while not current.is_dir():
+        missing.append(current)
+        current = current.parent
+    for created in reversed(missing):
+        # A concurrent writer may have made it a moment ago and not synced it yet: sync anyway.
+        created.mkdir(exist_ok=True)
+        _fsync_dir(created.parent)
+
+
 _DIRECT_ALIGNMENT = 4096
 
 
@@ -165,7 +183,7 @@ class FilesystemDriver(StorageDriver):
             raise PathNotFound(path) from None
 
     def _put_sync(self, file: Path, data: bytes) -> None:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs_durably(file.parent)
         temp = file.with_name(f".{file.name}.{uuid.uuid4().hex}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
@@ -230,7 +248,7 @@ class FilesystemDriver(StorageDriver):
             os.fdatasync(fd)  # the content must be on disk before the name points at it
         finally:
             os.close(fd)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs_durably(dest.parent)
         os.replace(source, dest)
         _fsync_dir(dest.parent)
 
