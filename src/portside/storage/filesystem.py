@@ -36,6 +36,13 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)
 
 
+def _size_or_none(file: Path) -> int | None:
+    try:
+        return os.stat(file).st_size
+    except FileNotFoundError:
+        return None
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -228,10 +235,9 @@ class FilesystemDriver(StorageDriver):
             yield view[start : min(start + _READ_CHUNK, end)]
 
     async def stat(self, path: str) -> int | None:
-        try:
-            return os.stat(self._file(path)).st_size
-        except FileNotFoundError:
-            return None
+        # In a thread: under concurrent pushes a lookup waits for the directory's lock while
+        # other threads create and rename files in it, and the event loop must not wait too.
+        return await asyncio.to_thread(_size_or_none, self._file(path))
 
     def _open_writer(self, file: Path, append: bool) -> _FileWriter:
         file.parent.mkdir(parents=True, exist_ok=True)
