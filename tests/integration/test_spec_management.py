@@ -271,6 +271,59 @@ def test_upload_survives_restart(fresh_registry: PortsideServer, repo: str) -> N
         assert client.get(blob_path(repo, blob.digest)).content == blob.data
 
 
+def _upload_rows(registry: PortsideServer) -> list[str]:
+    with sqlite3.connect(registry.data_dir / "portside.db") as db:
+        return [row[0] for row in db.execute("SELECT id FROM uploads")]
+
+
+def test_upload_without_bytes_survives_restart(fresh_registry: PortsideServer, repo: str) -> None:
+    """On SQLite an upload keeps its row in memory until it stores bytes; a restart (SIGTERM)
+    saves it, so the client can still finish the upload, whole or in chunks."""
+    blob, chunked = random_blob(3000), random_blob(4000)
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        whole_url = upload_url(start_upload(client, repo))
+        chunked_url = upload_url(start_upload(client, repo))
+        assert _upload_rows(fresh_registry) == []  # nothing written yet
+    fresh_registry.restart()
+    assert sorted(_upload_rows(fresh_registry)) == sorted(
+        url.rsplit("/", 1)[1] for url in (whole_url, chunked_url)
+    )
+    with fresh_registry.client() as client:
+        response = client.put(
+            whole_url,
+            params={"digest": blob.digest},
+            content=blob.data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 201, response.text
+        status = client.get(chunked_url)
+        assert status.status_code == 204, status.text
+        assert status.headers["Range"] == "0-0"
+        response = patch_chunk(client, chunked_url, chunked.data, 0)
+        assert response.status_code == 202, response.text
+        response = client.put(upload_url(response), params={"digest": chunked.digest})
+        assert response.status_code == 201, response.text
+        for done in (blob, chunked):
+            assert client.get(blob_path(repo, done.digest)).content == done.data
+        assert _upload_rows(fresh_registry) == []  # finished uploads leave no row behind
+
+
+def test_upload_without_bytes_is_purged(fresh_registry: PortsideServer, repo: str) -> None:
+    fresh_registry.env = {
+        "PORTSIDE_REGISTRY__UPLOAD_PURGE_AGE_SECONDS": "2",
+        "PORTSIDE_REGISTRY__UPLOAD_PURGE_INTERVAL_SECONDS": "1",
+    }
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        url = upload_url(start_upload(client, repo))
+        assert client.get(url).status_code == 204
+        deadline = time.monotonic() + 8
+        while client.get(url).status_code == 204 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert_error(client.get(url), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
 def test_abandoned_upload_is_purged(fresh_registry: PortsideServer, repo: str) -> None:
     """Ages one upload by moving its ``updated_at`` back in the database, so a 1 s purge loop
     finds it deterministically while a fresh upload, younger than the 60 s age, survives."""

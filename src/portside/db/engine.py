@@ -91,6 +91,13 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
 
+    @property
+    def shared(self) -> bool:
+        """Whether other server processes may use this database too (PostgreSQL, with
+        replicas), so that state a request leaves for the next one must be in it. An SQLite
+        database belongs to one server process."""
+        return self._async_engine is not None
+
     async def read(self, query: Callable[[Connection], T]) -> T:
         """Run ``query`` on a connection; nothing it does is committed."""
         if self._async_engine is not None:

@@ -206,8 +206,7 @@ class Manifests:
         if room is not None and len(raw) > room.left:
             raise room.refuse(len(raw), "this manifest")
         # Bytes first, rows second: a crash leaves an orphan blob, never a dangling row.
-        if await self._storage.stat(blob_path(digest)) is None:
-            await self._storage.put(blob_path(digest), raw)
+        await self._storage.put_new(blob_path(digest), raw)
 
         def store_rows(connection: Connection) -> None:
             ids = self._repos.ensure(connection, repository)

@@ -4,6 +4,12 @@ An upload is a row in ``uploads`` (which repository it belongs to, when it was l
 plus its bytes in storage under ``layout.upload_path``. The bytes in storage are the truth about
 progress: after a restart, or on another replica, the upload continues after the bytes stored.
 
+The row is what lets another process find the upload. When no other process can (SQLite: one
+server process owns the database), an upload that has stored no bytes yet keeps its row in
+memory, unsaved: most uploads are a POST and a PUT carrying the whole blob, which then costs
+no upload row at all. The row is saved before the upload's first bytes are stored, and for every
+upload still open when the server shuts down, so a restart loses none.
+
 Hashing is incremental: each process keeps a hasher per upload it is serving, fed as the bytes
 arrive, so the closing PUT does not read the data again. Only when that state is missing (after
 a restart, or when another replica took part of the upload) is the stored prefix re-hashed once.
@@ -49,6 +55,7 @@ _BATCH = 8 << 20  # bytes handed to the hashing/writing threads at a time
 _SPARE_BUFFERS = 4  # idle batch buffers kept for reuse (32 MiB at most)
 _INLINE_HASH = 256 << 10  # smaller batches are hashed on the event loop (about 0.15 ms)
 _MAX_SESSIONS = 256  # open upload writers kept per process
+_MAX_UNSAVED = 10_000  # upload rows kept in memory only; beyond this the oldest are saved
 # Built once (see db.queries).
 _INSERT_UPLOAD = uploads.insert()
 _DELETE_UPLOAD = delete(uploads).where(uploads.c.id == bindparam("id"))
@@ -136,6 +143,9 @@ class Uploads:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         # Which repository an upload belongs to never changes; remembered to skip a query.
         self._owners: LRUCache[uuid.UUID, str] = LRUCache(10_000, float("inf"))
+        # Rows of uploads that stored no bytes yet, oldest first (see the module docstring).
+        self._defer_rows = not db.shared
+        self._unsaved: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -148,8 +158,13 @@ class Uploads:
             "created_at": stamp,
             "updated_at": stamp,
         }
-        await self._db.write(lambda c: c.execute(_INSERT_UPLOAD, row))
         self._owners.put(upload_id, repository)
+        if not self._defer_rows:
+            await self._db.write(lambda c: c.execute(_INSERT_UPLOAD, row))
+            return UploadStatus(upload_id, repository, 0)
+        self._unsaved[upload_id] = row
+        if len(self._unsaved) > _MAX_UNSAVED:
+            await self._save(next(iter(self._unsaved)))
         return UploadStatus(upload_id, repository, 0)
 
     async def status(self, repository: str, upload_id: uuid.UUID) -> UploadStatus:
@@ -172,6 +187,7 @@ class Uploads:
         await self._require_row(repository, upload_id)
         room = await self._quotas.room_for(repository)
         async with self._lock(upload_id):
+            await self._save(upload_id)
             session = await self._session(upload_id)
             if content_range is not None:
                 _check_chunk_range(
@@ -211,15 +227,19 @@ class Uploads:
                 current = UploadStatus(upload_id, repository, await self._stored_size(upload_id))
                 _check_chunk_range(current, content_range, size_hint)
 
-            def store_rows(connection: Connection) -> None:
-                self._blobs.link(connection, repository, digest, size)
-                connection.execute(_DELETE_UPLOAD, {"id": str(upload_id)})
-
             try:
                 if await self._is_whole_small_body(upload_id, size_hint):
                     size = await self._finish_small(upload_id, digest, body, room)
                 else:
+                    await self._save(upload_id)
                     size = await self._finish_streamed(upload_id, digest, body, size_hint, room)
+                has_row = upload_id not in self._unsaved
+
+                def store_rows(connection: Connection) -> None:
+                    self._blobs.link(connection, repository, digest, size)
+                    if has_row:
+                        connection.execute(_DELETE_UPLOAD, {"id": str(upload_id)})
+
                 await self._db.write(store_rows)
             except QuotaExceeded:
                 # Refused before the bytes were kept or, when another push took the room
@@ -229,6 +249,7 @@ class Uploads:
                 self._locks.pop(upload_id, None)
                 raise
         self._owners.discard(upload_id)
+        self._unsaved.pop(upload_id, None)
         self._locks.pop(upload_id, None)
         return size
 
@@ -239,7 +260,11 @@ class Uploads:
             size_hint is not None
             and size_hint <= _INLINE_HASH
             and upload_id not in self._sessions
-            and await self._storage.stat(upload_path(upload_id)) is None
+            # An unsaved upload has stored nothing, here or anywhere else.
+            and (
+                upload_id in self._unsaved
+                or await self._storage.stat(upload_path(upload_id)) is None
+            )
         )
 
     async def _finish_small(
@@ -250,8 +275,7 @@ class Uploads:
         if room is not None and len(data) > room.left:
             raise room.refuse(len(data), "this blob")
         await self._verify(upload_id, digest, Digest.of(data, digest.algorithm))
-        if await self._storage.stat(blob_path(digest)) is None:
-            await self._storage.put(blob_path(digest), data)
+        await self._storage.put_new(blob_path(digest), data)
         return len(data)
 
     async def _finish_streamed(
@@ -304,6 +328,12 @@ class Uploads:
     async def purge_abandoned(self, max_age: dt.timedelta) -> int:
         """Delete uploads untouched for ``max_age``. Returns how many were removed."""
         cutoff = now() - max_age
+        while self._unsaved:  # oldest first; none of them has stored anything
+            upload_id, row = next(iter(self._unsaved.items()))
+            if row["updated_at"] >= cutoff:
+                break
+            del self._unsaved[upload_id]
+            self._owners.discard(upload_id)
         query = select(uploads.c.id).where(uploads.c.updated_at < cutoff)
         stale = await self._db.read(lambda c: list(c.scalars(query)))
         for raw_id in stale:
@@ -316,11 +346,16 @@ class Uploads:
         return len(stale)
 
     async def close(self) -> None:
-        """Close open writers, keeping their bytes so the uploads stay resumable."""
+        """Close open writers, keeping their bytes so the uploads stay resumable, and save
+        the rows of open uploads kept in memory, so that they can be continued after a restart."""
         for session in self._sessions.values():
             await session.writer.flush()
             await session.writer.close()
         self._sessions.clear()
+        rows = list(self._unsaved.values())
+        if rows:
+            await self._db.write(lambda c: c.execute(_INSERT_UPLOAD, rows))
+            self._unsaved.clear()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -331,7 +366,8 @@ class Uploads:
         return lock
 
     async def _require_row(self, repository: str, upload_id: uuid.UUID) -> None:
-        owner = self._owners.get(upload_id)
+        unsaved = self._unsaved.get(upload_id)
+        owner = unsaved["repository"] if unsaved else self._owners.get(upload_id)
         if owner is None:
             params = {"id": str(upload_id)}
             owner = await self._db.read(lambda c: c.scalar(_UPLOAD_OWNER, params))
@@ -339,6 +375,20 @@ class Uploads:
                 self._owners.put(upload_id, owner)
         if owner != repository:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": str(upload_id)})
+
+    async def _save(self, upload_id: uuid.UUID) -> None:
+        """Write the upload's row if it is still only in memory: bytes are about to be stored,
+        and stored bytes must always have a row (the purge finds abandoned ones by it)."""
+        unsaved = self._unsaved.pop(upload_id, None)
+        if unsaved is None:
+            return
+        row = {**unsaved, "updated_at": now()}  # it is active now, whenever it started
+        try:
+            await self._db.write(lambda c: c.execute(_INSERT_UPLOAD, row))
+        except BaseException:
+            self._unsaved[upload_id] = unsaved
+            raise
+        self._touched.put(upload_id, True)
 
     async def _stored_size(self, upload_id: uuid.UUID) -> int:
         return await self._storage.stat(upload_path(upload_id)) or 0
@@ -478,6 +528,8 @@ class Uploads:
 
     async def _discard(self, upload_id: uuid.UUID) -> None:
         self._owners.discard(upload_id)
+        if self._unsaved.pop(upload_id, None) is not None:
+            return  # nothing stored, no row
         session = self._sessions.pop(upload_id, None)
         if session is not None:
             await session.writer.close()

@@ -53,8 +53,7 @@ class SbomAccessories:
 
     async def _store_blob(self, repository: str, data: bytes) -> Digest:
         digest = Digest.of(data)
-        if await self._storage.stat(blob_path(digest)) is None:
-            await self._storage.put(blob_path(digest), data)
+        await self._storage.put_new(blob_path(digest), data)
 
         def link(connection: Connection) -> None:
             self._blobs.link(connection, repository, digest, len(data))

@@ -80,6 +80,15 @@ class StorageDriver(ABC):
     async def put(self, path: str, data: bytes) -> None:
         """Atomically write ``data`` to ``path``, replacing any content; durable on return."""
 
+    async def put_new(self, path: str, data: bytes) -> bool:
+        """Write ``data`` to ``path`` unless the key already exists; durable on return.
+        Returns whether it was written. For content-addressed keys (blobs), whose content never
+        changes: an existing key already holds these bytes. Drivers may do both steps at once."""
+        if await self.stat(path) is not None:
+            return False
+        await self.put(path, data)
+        return True
+
     @abstractmethod
     def reader(
         self, path: str, offset: int = 0, length: int | None = None

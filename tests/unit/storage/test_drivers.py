@@ -217,6 +217,13 @@ async def test_put_get_stat(driver: StorageDriver) -> None:
     await expect_missing(driver, "a/b/c")
 
 
+async def test_put_new_keeps_an_existing_key(driver: StorageDriver) -> None:
+    assert await driver.put_new("blobs/x", b"first") is True
+    assert await driver.put_new("blobs/x", b"second") is False
+    assert await driver.get("blobs/x") == b"first"
+    await driver.delete("blobs/x")
+
+
 async def test_missing_keys(driver: StorageDriver) -> None:
     await expect_missing(driver, "nope/x")
     reader = driver.reader("nope/x")
