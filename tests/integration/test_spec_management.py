@@ -271,6 +271,37 @@ def test_upload_survives_restart(fresh_registry: PortsideServer, repo: str) -> N
         assert client.get(blob_path(repo, blob.digest)).content == blob.data
 
 
+def test_storage_of_an_older_layout_is_upgraded_on_start(
+    fresh_registry: PortsideServer, repo: str
+) -> None:
+    """A data folder written with layout 1 (each blob in a directory of its own) is moved to
+    the current layout when the server starts, and everything in it can still be pulled."""
+    manifest = image_manifest()
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        for blob in manifest.blobs:
+            push_blob(client, repo, blob)
+        assert _put(client, repo, manifest.raw).status_code == 201
+    fresh_registry.stop()
+    storage = fresh_registry.data_dir / "storage"
+    blob_files = [path for path in (storage / "blobs").rglob("*") if path.is_file()]
+    assert len(blob_files) == len(manifest.blobs) + 1
+    for path in blob_files:  # back to layout 1
+        moved = path.with_name(path.name + ".old")
+        path.rename(moved)
+        path.mkdir()
+        moved.rename(path / "data")
+    (storage / "layout-version").unlink()
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        pulled = client.get(manifest_path(repo, "v1"), headers={"Accept": manifest.media_type})
+        assert pulled.content == manifest.raw
+        for blob in manifest.blobs:
+            assert client.get(blob_path(repo, blob.digest)).content == blob.data
+    assert all(path.is_file() for path in blob_files)
+    assert (storage / "layout-version").read_text() == "2"
+
+
 def _upload_rows(registry: PortsideServer) -> list[str]:
     with sqlite3.connect(registry.data_dir / "portside.db") as db:
         return [row[0] for row in db.execute("SELECT id FROM uploads")]

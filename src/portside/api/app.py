@@ -25,6 +25,7 @@ from portside.audit.syslog import SyslogForwarder
 from portside.auth.accounts import ADMIN_USERNAME
 from portside.config import Settings
 from portside.scanner.reports import ScanJob
+from portside.storage.upgrade import upgrade_layout
 
 __all__ = ["create_app"]
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=64, thread_name_prefix="portside-io")
         )
+        await upgrade_layout(services.storage)  # a no-op once the tree is current
         await services.tokens.start()
         if settings.audit.syslog_address:
             services.audit.forward(SyslogForwarder(settings.audit.syslog_address))

@@ -7,6 +7,7 @@ directory entry changed, the directory too, so an acknowledged blob survives a p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -54,8 +55,7 @@ def _fsync_dir(path: Path) -> None:
 def _make_dirs_durably(directory: Path) -> None:
     """Create ``directory`` and any missing parents, each made durable in its parent: a blob
     renamed into a new directory is only as durable as that directory's own entry. Costs
-    nothing when the directory exists (most blob writes after the first of a digest prefix
-    still create the digest's own directory, so one more fsync there)."""
+    nothing when the directory exists (every blob write but the first of its digest prefix)."""
     if directory.is_dir():
         return
     missing = []
@@ -278,12 +278,14 @@ class FilesystemDriver(StorageDriver):
     def _delete_sync(self, path: str) -> None:
         if path.endswith("/"):
             directory = self._file(path.rstrip("/"))
+            # Another process may be deleting the same tree: what is gone already is fine.
             for dirpath, dirnames, filenames in os.walk(directory, topdown=False):
                 for name in filenames:
-                    os.unlink(os.path.join(dirpath, name))
+                    Path(dirpath, name).unlink(missing_ok=True)
                 for name in dirnames:
-                    os.rmdir(os.path.join(dirpath, name))
-            if directory.exists():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rmdir(os.path.join(dirpath, name))
+            with contextlib.suppress(FileNotFoundError):
                 directory.rmdir()
         else:
             self._file(path).unlink(missing_ok=True)

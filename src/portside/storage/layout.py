@@ -2,10 +2,11 @@
 
 The tree, relative to the driver's root::
 
+    layout-version               which of these trees this is (see storage.upgrade)
     blobs/
       sha256/
         ab/                      first two hex characters of the digest
-          abcdef0123.../data     the blob's bytes (layers, configs and manifests alike)
+          abcdef0123...          the blob's bytes (layers, configs and manifests alike)
       sha512/...                 the same for sha512 digests
     uploads/
       <upload-uuid>              bytes of an upload in progress, appended by PATCH; moved to
@@ -16,6 +17,9 @@ The tree, relative to the driver's root::
 
 Content is addressed by digest only: a blob is stored once however many repositories use it.
 Which repository uses which blob, and every tag, live in the database, never here.
+
+A blob is a file, not a directory of its own: writing one then creates a single inode and
+syncs a single directory. (Layout 1 kept ``<hex>/data``; storage.upgrade moves such trees.)
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ from portside.oci.digest import Digest
 __all__ = [
     "BLOBS_PREFIX",
     "EXPORTS_PREFIX",
+    "LAYOUT_KEY",
+    "LAYOUT_VERSION",
     "UPLOADS_PREFIX",
     "blob_path",
     "export_path",
     "upload_path",
 ]
 
+LAYOUT_KEY = "layout-version"
+LAYOUT_VERSION = 2
 BLOBS_PREFIX = "blobs/"
 UPLOADS_PREFIX = "uploads/"
 EXPORTS_PREFIX = "exports/"
@@ -40,7 +48,7 @@ EXPORTS_PREFIX = "exports/"
 
 def blob_path(digest: Digest) -> str:
     """Key of a blob's bytes. ``digest`` is already validated, so its parts are safe."""
-    return f"{BLOBS_PREFIX}{digest.algorithm}/{digest.hex[:2]}/{digest.hex}/data"
+    return f"{BLOBS_PREFIX}{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
 
 
 def upload_path(upload_id: uuid.UUID) -> str:

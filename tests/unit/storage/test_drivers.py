@@ -24,8 +24,10 @@ from pydantic import SecretStr
 from portside.config import S3StorageSettings
 from portside.storage.base import PathNotFound, StorageDriver, StorageError, Writer
 from portside.storage.filesystem import FilesystemDriver
+from portside.storage.layout import LAYOUT_KEY
 from portside.storage.memory import MemoryDriver
 from portside.storage.s3 import S3Driver, S3Limits, _plan_parts, _Segment
+from portside.storage.upgrade import upgrade_layout
 from tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 
 MIB = 1 << 20
@@ -222,6 +224,44 @@ async def test_put_new_keeps_an_existing_key(driver: StorageDriver) -> None:
     assert await driver.put_new("blobs/x", b"second") is False
     assert await driver.get("blobs/x") == b"first"
     await driver.delete("blobs/x")
+
+
+# -- the layout upgrade (storage.upgrade) works through this interface alone ---------------------
+
+
+async def _plant_layout_1(driver: StorageDriver) -> None:
+    await driver.put("blobs/sha256/ab/ab01/data", b"one")  # a layout-1 blob
+    await driver.put("blobs/sha256/cd/cd02/.data.1f.tmp", b"junk")  # a write that crashed
+    await driver.put("blobs/sha512/ef/.ef03.moving", b"three")  # an upgrade cut off half-way
+
+
+async def _expect_layout_2(driver: StorageDriver) -> None:
+    assert await listed(driver, "blobs/") == ["blobs/sha256/ab/ab01", "blobs/sha512/ef/ef03"]
+    assert await driver.get("blobs/sha256/ab/ab01") == b"one"
+    assert await driver.get("blobs/sha512/ef/ef03") == b"three"
+    assert await driver.get(LAYOUT_KEY) == b"2"
+
+
+async def test_upgrade_moves_layout_1_blobs_once(backend: Backend) -> None:
+    driver = backend.driver
+    await _plant_layout_1(driver)
+    assert await upgrade_layout(driver) == 2
+    await _expect_layout_2(driver)
+    # The version is recorded: a later start reads it and touches nothing else.
+    await driver.put("blobs/sha256/aa/aa04/data", b"left alone")
+    assert await upgrade_layout(backend.reopen()) == 0
+    assert await driver.get("blobs/sha256/aa/aa04/data") == b"left alone"
+    for key in ("blobs/sha256/aa/aa04/data", "blobs/sha256/ab/ab01", "blobs/sha512/ef/ef03"):
+        await driver.delete(key)
+    await driver.delete(LAYOUT_KEY)
+
+
+async def test_upgrade_by_two_replicas_at_once(backend: Backend) -> None:
+    await _plant_layout_1(backend.driver)
+    await asyncio.gather(upgrade_layout(backend.reopen()), upgrade_layout(backend.reopen()))
+    await _expect_layout_2(backend.driver)
+    for key in ("blobs/sha256/ab/ab01", "blobs/sha512/ef/ef03", LAYOUT_KEY):
+        await backend.driver.delete(key)
 
 
 async def test_missing_keys(driver: StorageDriver) -> None:

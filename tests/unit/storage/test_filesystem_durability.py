@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from portside.oci.digest import Digest
 from portside.storage.filesystem import FilesystemDriver
+from portside.storage.layout import blob_path
 
 
 @pytest.fixture
@@ -56,3 +58,18 @@ async def test_a_move_into_a_new_directory_syncs_its_parent(
     root = (tmp_path / "root").resolve()
     assert str(root / "blobs/sha256/cd") in synced
     assert synced[-1] == str(root / "blobs/sha256/cd/cdef")
+
+
+async def test_a_blob_next_to_others_costs_one_directory_sync(
+    tmp_path: Path, synced: list[str]
+) -> None:
+    """Blobs are files in their digest prefix's directory (storage.layout): once that directory
+    exists, a new blob creates no directory and syncs only that one."""
+    driver = FilesystemDriver(tmp_path / "root")
+    digest = Digest.of(b"first")
+    await driver.put_new(blob_path(digest), b"first")
+    candidates = (Digest.of(n.to_bytes(2, "big")) for n in range(1 << 16))
+    other = next(d for d in candidates if d.hex[:2] == digest.hex[:2])
+    synced.clear()
+    assert await driver.put_new(blob_path(other), b"second") is True
+    assert synced == [str((tmp_path / "root" / blob_path(other)).parent.resolve())]
