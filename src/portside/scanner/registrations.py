@@ -184,13 +184,8 @@ class Registrations:
                     scanner_registrations.c.uuid == registration_uuid
                 )
             ).rowcount
-            # Projects pinned to it fall back to the default (SQLite enforces no cascade
-            # unless foreign keys are on, so do it here for both).
-            connection.execute(
-                delete(project_scanners).where(
-                    project_scanners.c.registration_uuid == registration_uuid
-                )
-            )
+            # Projects pinned to it fall back to the default: their project_scanners rows go
+            # with it (ON DELETE CASCADE; both databases enforce foreign keys).
             if not connection.scalar(
                 select(scanner_registrations.c.uuid).where(scanner_registrations.c.is_default)
             ):

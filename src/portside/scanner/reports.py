@@ -310,7 +310,16 @@ class ScanReports:
         return await self._db.read(read)
 
     async def report(self, job_id: int) -> dict[str, Any] | None:
-        text = await self._db.read(
-            lambda c: c.scalar(select(scan_reports.c.report).where(scan_reports.c.id == job_id))
+        return (await self.reports([job_id])).get(job_id)
+
+    async def reports(self, job_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The stored reports of several jobs in one query, by job id (jobs without one are
+        left out)."""
+        wanted = list(set(job_ids))
+        if not wanted:
+            return {}
+        query = select(scan_reports.c.id, scan_reports.c.report).where(
+            scan_reports.c.id.in_(wanted), scan_reports.c.report.is_not(None)
         )
-        return json.loads(text) if text else None
+        rows = await self._db.read(lambda c: c.execute(query).all())
+        return {row.id: json.loads(row.report) for row in rows if row.report}

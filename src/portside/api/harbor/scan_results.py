@@ -46,15 +46,18 @@ async def scan_overviews(
         for digest, job in (await scans.reports.jobs(wanted, VULNERABILITY_REPORT)).items():
             found[digest]["scan_overview"] = _overview(job, builtin)
     if sbom:
-        for digest, job in (await scans.reports.jobs(wanted, SBOM_REPORT)).items():
-            found[digest]["sbom_overview"] = await _sbom_overview(scans, job, builtin)
+        jobs = await scans.reports.jobs(wanted, SBOM_REPORT)
+        done = await scans.reports.reports(j.id for j in jobs.values() if j.status == SUCCESS)
+        for digest, job in jobs.items():
+            found[digest]["sbom_overview"] = _sbom_overview(job, done.get(job.id), builtin)
     return found
 
 
-async def _sbom_overview(scans: Any, job: ScanJob, builtin: ScannerInfo) -> dict[str, Any]:
+def _sbom_overview(
+    job: ScanJob, report: dict[str, Any] | None, builtin: ScannerInfo
+) -> dict[str, Any]:
     """Harbor's ``SBOMOverview``: the generation's status and times, and the digest of the
     SBOM accessory once there is one."""
-    report = await scans.reports.report(job.id) if job.status == SUCCESS else None
     overview: dict[str, Any] = {
         "report_id": job.uuid,
         "scan_status": job.status,
