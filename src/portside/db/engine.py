@@ -2,6 +2,7 @@
 
     def tag_names(connection: Connection) -> list[str]: ...
     names = await db.read(tag_names)          # one connection, nothing committed
+    size = await db.lookup(blob_size)         # the same, for an indexed point lookup
     await db.write(lambda c: insert_tag(c, x)) # one transaction, committed on return
 
 The function runs as a unit, which is what makes this fast on both databases:
@@ -14,7 +15,9 @@ The function runs as a unit, which is what makes this fast on both databases:
   single fsync. If one of them raises, the group is rolled back and each is run again alone,
   so only the failing one fails.
   Concurrent pushes then share fsyncs instead of queueing for them. Readers are never blocked
-  (WAL mode).
+  (WAL mode). A lookup runs on the event loop itself, on a read-only connection of its own:
+  for a query of a few microseconds the hop to a worker thread cost more than the query (blob
+  HEADs of missing blobs went from 5,100 to 7,450 per second).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class Database:
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self._async_engine: AsyncEngine | None = None
         self._read_engine: Engine | None = None
+        self._inline: Connection | None = None
         if make_url(url).get_backend_name() == "sqlite":
             sync_url = sqlite_sync_url(url)
             threads = {"check_same_thread": False}
@@ -83,6 +87,11 @@ class Database:
             event.listen(writer_engine, "begin", _sqlite_begin)
             self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="sqlite")
             self._writer = _GroupCommitWriter(writer_engine)
+            # Autocommit and query_only (see _sqlite_read_only): each statement sees the latest
+            # commit and can never write.
+            self._inline_engine = create_engine(sync_url, pool_size=1, connect_args=threads)
+            event.listen(self._inline_engine, "connect", _sqlite_read_only)
+            self._inline = self._inline_engine.connect()
         else:
             # Only PostgreSQL needs it; it pulls in the ORM, ~7 MB an SQLite server never uses.
             from sqlalchemy.ext.asyncio import create_async_engine
@@ -116,6 +125,18 @@ class Database:
                 return await connection.run_sync(transaction)
         return await self._writer.submit(transaction)
 
+    async def lookup(self, query: Callable[[Connection], T]) -> T:
+        """Like :meth:`read`, for an indexed point lookup on a hot path. On SQLite it runs on
+        the calling thread, on a connection of its own: the query takes microseconds, and a
+        hop to a worker thread and back (two interpreter-lock hand-overs, two wake-ups) cost
+        several times that. Never for a query that scans."""
+        if self._inline is None:
+            return await self.read(query)
+        try:
+            return query(self._inline)
+        finally:
+            self._inline.rollback()  # ends SQLAlchemy's implicit transaction (no SQL sent)
+
     def _run_sqlite_read(self, work: Callable[[Connection], T]) -> T:
         assert self._read_engine is not None
         with self._read_engine.connect() as connection:
@@ -124,6 +145,9 @@ class Database:
     async def close(self) -> None:
         if self._async_engine is not None:
             await self._async_engine.dispose()
+        if self._inline is not None:
+            self._inline.close()
+            self._inline_engine.dispose()
         if self._read_engine is not None:
             self._writer.stop()
             self._read_engine.dispose()

@@ -84,7 +84,7 @@ class Blobs:
         if cached is not None:
             return cached
         params = {"repository": repository, "digest": str(digest)}
-        size = await self._db.read(lambda c: c.scalar(_SIZE_IN_REPOSITORY, params))
+        size = await self._db.lookup(lambda c: c.scalar(_SIZE_IN_REPOSITORY, params))
         if size is not None:
             self._linked.put(key, int(size))
         return None if size is None else int(size)

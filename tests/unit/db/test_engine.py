@@ -56,3 +56,19 @@ async def test_reads_commit_nothing(db: Database) -> None:
     with contextlib.suppress(Exception):
         await db.read(lambda c: insert_ignore(c, blobs, digest="ghost", size=1, created_at=now()))
     assert await db.read(_count) == 0
+
+
+async def test_a_lookup_sees_each_commit_and_survives_a_failed_query(db: Database) -> None:
+    def size_of(connection: Connection) -> int | None:
+        return connection.scalar(select(blobs.c.size).where(blobs.c.digest == "x"))
+
+    assert await db.lookup(size_of) is None
+    await db.write(lambda c: insert_ignore(c, blobs, digest="x", size=7, created_at=now()))
+    assert await db.lookup(size_of) == 7  # the very next lookup, no stale snapshot
+    with contextlib.suppress(Exception):
+        await db.lookup(lambda c: c.exec_driver_sql("SELECT * FROM no_such_table").all())
+    with contextlib.suppress(Exception):  # a lookup commits nothing either
+        await db.lookup(lambda c: insert_ignore(c, blobs, digest="y", size=1, created_at=now()))
+    await db.write(lambda c: c.execute(blobs.update().values(size=8)))
+    assert await db.lookup(size_of) == 8
+    assert await db.read(_count) == 1
