@@ -340,6 +340,14 @@ def test_upload_without_bytes_survives_restart(fresh_registry: PortsideServer, r
         assert _upload_rows(fresh_registry) == []  # finished uploads leave no row behind
 
 
+def _expect_purged_within(client: httpx.Client, upload: str, seconds: float) -> None:
+    """Poll the upload until the purge loop has removed it, for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while client.get(upload).status_code == 204 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert_error(client.get(upload), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
 def test_upload_without_bytes_is_purged(fresh_registry: PortsideServer, repo: str) -> None:
     fresh_registry.env = {
         "PORTSIDE_REGISTRY__UPLOAD_PURGE_AGE_SECONDS": "2",
@@ -349,10 +357,7 @@ def test_upload_without_bytes_is_purged(fresh_registry: PortsideServer, repo: st
     with fresh_registry.client() as client:
         url = upload_url(start_upload(client, repo))
         assert client.get(url).status_code == 204
-        deadline = time.monotonic() + 8
-        while client.get(url).status_code == 204 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert_error(client.get(url), 404, "BLOB_UPLOAD_UNKNOWN")
+        _expect_purged_within(client, url, 8)
 
 
 def test_abandoned_upload_is_purged(fresh_registry: PortsideServer, repo: str) -> None:
@@ -373,10 +378,7 @@ def test_abandoned_upload_is_purged(fresh_registry: PortsideServer, repo: str) -
                 "UPDATE uploads SET updated_at = ? WHERE id = ?",
                 ("2000-01-01 00:00:00.000000", stale_id),
             )
-        deadline = time.monotonic() + 5
-        while client.get(stale).status_code == 204 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert_error(client.get(stale), 404, "BLOB_UPLOAD_UNKNOWN")
+        _expect_purged_within(client, stale, 5)
         assert not (fresh_registry.data_dir / "storage" / "uploads" / stale_id).exists()
         assert client.get(live).status_code == 204
 

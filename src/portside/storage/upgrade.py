@@ -26,14 +26,15 @@ log = structlog.get_logger(__name__)
 _MOVING = ".moving"
 
 
-async def _version(storage: StorageDriver) -> int | None:
+async def _version(storage: StorageDriver) -> int:
+    """The tree's recorded layout; a tree without (a readable) one predates the key: layout 1."""
     try:
         return int((await storage.get(LAYOUT_KEY)).decode().strip())
     except (PathNotFound, ValueError):
-        return None
+        return 1
 
 
-def _old_blob_dirs(keys: list[str]) -> tuple[set[str], set[str]]:
+def _old_blob_dirs(keys: set[str]) -> tuple[set[str], set[str]]:
     """From every key under ``blobs/``: the layout-1 blob directories (``blobs/a/ab/hex``)
     and the blobs caught half-way (``blobs/a/ab/.hex.moving``)."""
     directories, moving = set(), set()
@@ -54,9 +55,9 @@ async def _move_if_there(storage: StorageDriver, source: str, dest: str) -> None
 
 async def upgrade_layout(storage: StorageDriver) -> int:
     """Move layout-1 blobs to their layout-2 keys. Returns how many blobs were moved."""
-    if (await _version(storage) or 0) >= LAYOUT_VERSION:
+    if await _version(storage) >= LAYOUT_VERSION:
         return 0
-    keys = [key async for key in storage.list(BLOBS_PREFIX)]
+    keys = {key async for key in storage.list(BLOBS_PREFIX)}  # a set: looked up per directory
     directories, moving = _old_blob_dirs(keys)
     for directory in sorted(directories):
         parent, name = directory.rsplit("/", 1)
