@@ -51,6 +51,7 @@ __all__ = [
     "ArtifactContent",
     "ArtifactDetails",
     "ImageFacts",
+    "Includes",
     "LabelRow",
     "RepositoryRow",
     "TagRow",
@@ -443,14 +444,17 @@ def label_condition(label_ids: Sequence[int], every: bool) -> ColumnElement[bool
     return carries(label_ids)
 
 
+@dataclass(frozen=True, slots=True)
+class Includes:
+    """Which related records :func:`artifact_details` fetches (Harbor's ``with_*`` flags)."""
+
+    tags: bool = False
+    labels: bool = False
+    accessories: bool = False
+
+
 def artifact_details(
-    connection: Connection,
-    repository_id: int,
-    page: Sequence[Artifact],
-    *,
-    with_tag: bool,
-    with_label: bool,
-    with_accessory: bool,
+    connection: Connection, repository_id: int, page: Sequence[Artifact], includes: Includes
 ) -> ArtifactDetails:
     """Tags, labels, children and accessories of just these artifacts: a few indexed queries
     whose cost depends on the page, not on the repository or the registry."""
@@ -458,7 +462,7 @@ def artifact_details(
     ids = [a.id for a in page]
     if not ids:
         return details
-    if with_tag:
+    if includes.tags:
         query = (
             select(
                 tags.c.id, tags.c.manifest_id, tags.c.repository_id, tags.c.name, tags.c.updated_at
@@ -476,7 +480,7 @@ def artifact_details(
                     row.updated_at,
                 )
             )
-    if with_label:
+    if includes.labels:
         label_query = (
             select(artifact_labels.c.manifest_id, *labels.c)
             .join(labels, labels.c.id == artifact_labels.c.label_id)
@@ -517,7 +521,7 @@ def artifact_details(
             details.children.setdefault(int(ref.manifest_id), []).append(
                 Child(int(ref.manifest_id), None if ref.id is None else int(ref.id), ref.digest)
             )
-    if with_accessory:
+    if includes.accessories:
         by_digest = {a.digest: a.id for a in page}
         accessory_query = (
             select(*_ARTIFACT_COLUMNS)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy import Connection, delete, select
 
@@ -44,6 +44,7 @@ from portside.registry.artifacts import (
     Accessory,
     Artifact,
     ArtifactDetails,
+    Includes,
     LabelRow,
     TagRow,
     accessory_type,
@@ -73,6 +74,31 @@ Q = Annotated[str | None, Query(max_length=2048)]
 Sort = Annotated[str | None, Query(max_length=256)]
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000)]
 PageSize = Annotated[int, Query(ge=1, le=100)]
+
+
+class ArtifactFlags:
+    """Harbor's ``with_*`` query flags of an artifact read: what each artifact carries.
+
+    ``with_signature`` and ``with_immutable_status`` are accepted for compatibility and change
+    nothing: signatures are listed as accessories, and tags always read ``immutable: false``.
+    """
+
+    def __init__(
+        self,
+        with_tag: Flag = True,
+        with_label: Flag = False,
+        with_scan_overview: Flag = False,
+        with_sbom_overview: Flag = False,
+        with_signature: Flag = False,
+        with_immutable_status: Flag = False,
+        with_accessory: Flag = False,
+    ) -> None:
+        self.includes = Includes(tags=with_tag, labels=with_label, accessories=with_accessory)
+        self.scan_overview = with_scan_overview
+        self.sbom_overview = with_sbom_overview
+
+
+Flags = Annotated[ArtifactFlags, Depends()]
 
 
 class TagReq(BaseModel):
@@ -294,10 +320,7 @@ async def _artifact_json(
     name: str,
     artifact: Artifact,
     details: ArtifactDetails,
-    *,
-    with_tag: bool,
-    with_label: bool,
-    with_accessory: bool,
+    includes: Includes,
     overviews: dict[str, Any],
 ) -> dict[str, Any]:
     facts = await services_of(request).artifacts.facts(artifact)
@@ -342,11 +365,11 @@ async def _artifact_json(
             }
             for child in children
         ]
-    if with_tag:
+    if includes.tags:
         out["tags"] = [_tag(t, artifact) for t in details.tags.get(artifact.id, [])]
-    if with_label:
+    if includes.labels:
         out["labels"] = [_label(label) for label in details.labels.get(artifact.id, [])]
-    if with_accessory:
+    if includes.accessories:
         out["accessories"] = [_accessory(a, name) for a in details.accessories.get(artifact.id, [])]
     out.update(overviews.get(artifact.digest, {}))
     return out
@@ -415,17 +438,11 @@ async def list_artifacts_route(
     principal: Caller,
     project_name: str,
     repository_name: str,
+    flags: Flags,
     q: Q = None,
     sort: Sort = None,
     page: PageNumber = 1,
     page_size: PageSize = 10,
-    with_tag: Flag = True,
-    with_label: Flag = False,
-    with_scan_overview: Flag = False,
-    with_sbom_overview: Flag = False,
-    with_signature: Flag = False,
-    with_immutable_status: Flag = False,
-    with_accessory: Flag = False,
 ) -> list[dict[str, Any]]:
     project = await require_project(
         request, principal, project_name, Permission("artifact", "list"), by_name=True
@@ -438,33 +455,16 @@ async def list_artifacts_route(
         total, rows = list_artifacts(
             connection, repository_id, conditions, order, paging.offset, paging.page_size
         )
-        details = artifact_details(
-            connection,
-            repository_id,
-            rows,
-            with_tag=with_tag,
-            with_label=with_label,
-            with_accessory=with_accessory,
-        )
+        details = artifact_details(connection, repository_id, rows, flags.includes)
         return total, rows, details
 
     total, rows, details = await services_of(request).db.read(fetch)
     set_page_headers(request, response, paging, total)
     overviews = await scan_overviews(
-        request, [a.digest for a in rows], scan=with_scan_overview, sbom=with_sbom_overview
+        request, [a.digest for a in rows], scan=flags.scan_overview, sbom=flags.sbom_overview
     )
     return [
-        await _artifact_json(
-            request,
-            project,
-            name,
-            artifact,
-            details,
-            with_tag=with_tag,
-            with_label=with_label,
-            with_accessory=with_accessory,
-            overviews=overviews,
-        )
+        await _artifact_json(request, project, name, artifact, details, flags.includes, overviews)
         for artifact in rows
     ]
 
@@ -476,41 +476,19 @@ async def get_artifact(
     project_name: str,
     repository_name: str,
     reference: str,
-    with_tag: Flag = True,
-    with_label: Flag = False,
-    with_scan_overview: Flag = False,
-    with_sbom_overview: Flag = False,
-    with_signature: Flag = False,
-    with_immutable_status: Flag = False,
-    with_accessory: Flag = False,
+    flags: Flags,
 ) -> dict[str, Any]:
     project, name, repository_id, artifact = await _target(
         request, principal, project_name, repository_name, reference, Permission("artifact", "read")
     )
     details = await services_of(request).db.read(
-        lambda c: artifact_details(
-            c,
-            repository_id,
-            [artifact],
-            with_tag=with_tag,
-            with_label=with_label,
-            with_accessory=with_accessory,
-        )
+        lambda c: artifact_details(c, repository_id, [artifact], flags.includes)
     )
     overviews = await scan_overviews(
-        request, [artifact.digest], scan=with_scan_overview, sbom=with_sbom_overview
+        request, [artifact.digest], scan=flags.scan_overview, sbom=flags.sbom_overview
     )
-    return await _artifact_json(
-        request,
-        project,
-        name,
-        artifact,
-        details,
-        with_tag=with_tag,
-        with_label=with_label,
-        with_accessory=with_accessory,
-        overviews=overviews,
-    )
+    includes = flags.includes
+    return await _artifact_json(request, project, name, artifact, details, includes, overviews)
 
 
 @router.delete(_ARTIFACT, summary="Delete an artifact with its tags.")
@@ -618,9 +596,7 @@ async def list_tags(
     terms = parse_query(q, {"name"})
     order = parse_sort(sort, set(_TAG_SORT))
     details = await services_of(request).db.read(
-        lambda c: artifact_details(
-            c, repository_id, [artifact], with_tag=True, with_label=False, with_accessory=False
-        )
+        lambda c: artifact_details(c, repository_id, [artifact], Includes(tags=True))
     )
     found = details.tags.get(artifact.id, [])
     if "name" in terms:
@@ -723,9 +699,7 @@ async def list_accessories(
     terms = parse_query(q, {"type"})
     parse_sort(sort, {"creation_time", "id"})
     details = await services_of(request).db.read(
-        lambda c: artifact_details(
-            c, repository_id, [artifact], with_tag=False, with_label=False, with_accessory=True
-        )
+        lambda c: artifact_details(c, repository_id, [artifact], Includes(accessories=True))
     )
     found = [_accessory(a, name) for a in details.accessories.get(artifact.id, [])]
     if "type" in terms:
