@@ -37,10 +37,16 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, ctypes.c_int64(offset), ctypes.c_int64(length), _SYNC_FILE_RANGE_WRITE)
 
 
+# A key is missing when its file is, and also when a part of its path is a file rather than a
+# directory: a layout-1 blob directory ``<hex>/`` becomes the layout-2 file ``<hex>``, and a
+# replica upgrading the tree alongside another meets ``<hex>/data`` in that state.
+_MISSING = (FileNotFoundError, NotADirectoryError)
+
+
 def _size_or_none(file: Path) -> int | None:
     try:
         return os.stat(file).st_size
-    except FileNotFoundError:
+    except _MISSING:
         return None
 
 
@@ -186,7 +192,7 @@ class FilesystemDriver(StorageDriver):
     async def get(self, path: str) -> bytes:
         try:
             return await asyncio.to_thread(self._file(path).read_bytes)
-        except FileNotFoundError:
+        except _MISSING:
             raise PathNotFound(path) from None
 
     def _put_sync(self, file: Path, data: bytes) -> None:
@@ -228,7 +234,7 @@ class FilesystemDriver(StorageDriver):
         file = self._file(path)
         try:
             fd = await asyncio.to_thread(os.open, file, os.O_RDONLY)
-        except FileNotFoundError:
+        except _MISSING:
             raise PathNotFound(path) from None
         try:
             size = os.fstat(fd).st_size
@@ -272,23 +278,27 @@ class FilesystemDriver(StorageDriver):
     async def move(self, source: str, dest: str) -> None:
         try:
             await asyncio.to_thread(self._move_sync, self._file(source), self._file(dest))
-        except FileNotFoundError:
+        except _MISSING:
             raise PathNotFound(source) from None
 
     def _delete_sync(self, path: str) -> None:
         if path.endswith("/"):
             directory = self._file(path.rstrip("/"))
-            # Another process may be deleting the same tree: what is gone already is fine.
+            # Another process may be deleting the same tree, or have put a file in the place
+            # of the directory (a layout upgrade): what is gone already is fine, and a file
+            # named like the prefix is not under it.
             for dirpath, dirnames, filenames in os.walk(directory, topdown=False):
                 for name in filenames:
-                    Path(dirpath, name).unlink(missing_ok=True)
+                    with contextlib.suppress(*_MISSING):
+                        Path(dirpath, name).unlink()
                 for name in dirnames:
-                    with contextlib.suppress(FileNotFoundError):
+                    with contextlib.suppress(*_MISSING):
                         os.rmdir(os.path.join(dirpath, name))
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(*_MISSING):
                 directory.rmdir()
         else:
-            self._file(path).unlink(missing_ok=True)
+            with contextlib.suppress(*_MISSING):
+                self._file(path).unlink()
 
     async def delete(self, path: str) -> None:
         await asyncio.to_thread(self._delete_sync, path)

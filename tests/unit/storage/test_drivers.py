@@ -264,6 +264,37 @@ async def test_upgrade_by_two_replicas_at_once(backend: Backend) -> None:
         await backend.driver.delete(key)
 
 
+async def test_upgrade_after_another_replica_finished_it(backend: Backend) -> None:
+    """The interleaving that failed CI once: a replica that listed the layout-1 tree goes on
+    after another one has already moved every blob."""
+    driver = backend.driver
+    await _plant_layout_1(driver)
+    late = backend.reopen()
+    listing = [key async for key in late.list("blobs/")]
+    await upgrade_layout(backend.reopen())
+    # What the late replica now does with its stale listing: each step finds nothing to do.
+    with pytest.raises(PathNotFound):
+        await late.move("blobs/sha256/ab/ab01/data", "blobs/sha256/ab/.ab01.moving")
+    await late.delete("blobs/sha256/ab/ab01/")
+    assert "blobs/sha256/ab/ab01/data" in listing
+    await _expect_layout_2(driver)
+    for key in ("blobs/sha256/ab/ab01", "blobs/sha512/ef/ef03", LAYOUT_KEY):
+        await driver.delete(key)
+
+
+async def test_keys_under_a_file_are_missing(driver: StorageDriver) -> None:
+    await driver.put("a/file", b"kept")
+    await expect_missing(driver, "a/file/below")
+    with pytest.raises(PathNotFound):
+        await anext(driver.reader("a/file/below"))
+    with pytest.raises(PathNotFound):
+        await driver.move("a/file/below", "a/elsewhere")
+    await driver.delete("a/file/below")  # no-op
+    await driver.delete("a/file/")  # a prefix: the file itself is not under it
+    assert await driver.get("a/file") == b"kept"
+    await driver.delete("a/file")
+
+
 async def test_missing_keys(driver: StorageDriver) -> None:
     await expect_missing(driver, "nope/x")
     reader = driver.reader("nope/x")
