@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
@@ -24,7 +24,6 @@ from portside.audit.purge import purge_loop
 from portside.audit.syslog import SyslogForwarder
 from portside.auth.accounts import ADMIN_USERNAME
 from portside.config import Settings
-from portside.scanner.reports import ScanJob
 from portside.storage.upgrade import upgrade_layout
 
 __all__ = ["create_app"]
@@ -43,15 +42,6 @@ async def _purge_uploads(services: Services) -> None:
             )
         except Exception:
             log.exception("failed to purge abandoned uploads; will retry")
-
-
-def _forget_verdicts(services: Services) -> Callable[[ScanJob, str], Awaitable[None]]:
-    """A finished scan changes what the pull gate would decide: decide afresh."""
-
-    async def forget(_job: ScanJob, _status: str) -> None:
-        services.pull_gate.forget()
-
-    return forget
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -91,7 +81,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             purge_loop(services.db, services.audit, settings.audit), name="audit purge"
         )
         await services.scans.start()
-        services.scans.workers.on_finish(_forget_verdicts(services))
         services.health.watch((purge, audit_purge, *services.scans.tasks))
         services.pulls.start()  # flushes pull times and counts; services.close() stops it
         try:
@@ -103,6 +92,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
                     await task
             await scanner_adapter.close_jobs(app.state)
             await services.close()
+            log.info("stopped")
 
     management = create_management_app(services)
     routes = [

@@ -123,6 +123,7 @@ def build_services(settings: Settings) -> Services:
         block_unscanned=settings.scanner.block_unscanned,
         cache_ttl=ttl,
     )
+    events.subscribe(pull_gate.on_event)
     shared_limits = auth.login_limit_storage.startswith(("redis://", "rediss://"))
     return Services(
         settings=settings,

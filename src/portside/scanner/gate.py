@@ -3,7 +3,9 @@ project's ``severity`` is not served, nor (with ``scanner.block_unscanned``, as 
 that has no successful scan yet. CVEs on the project's effective allowlist do not count.
 
 The common case costs nothing: a project without ``prevent_vul`` is decided from its cached
-metadata. Otherwise the verdict per (project, digest) is cached for ``cache_ttl`` seconds.
+metadata. Otherwise the verdict per (project, digest) is cached for ``cache_ttl`` seconds; a scan
+that ends in this process (an event on the bus) or an allowlist change made here clears the cache
+at once. Other replicas see such changes when their cached verdicts expire.
 Artifacts the scanner cannot scan (charts, signatures, SBOMs …) are never blocked, so signing
 and attaching SBOMs keep working.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portside.events import SCANNING_COMPLETED, SCANNING_FAILED, SCANNING_STOPPED, Event
 from portside.oci import mediatypes as mt
 from portside.projects.projects import Project
 from portside.registry.cache import LRUCache
@@ -45,10 +48,18 @@ class PullGate:
         self._allowlists = allowlists
         self._block_unscanned = block_unscanned
         self._verdicts: LRUCache[tuple[int, str], Verdict] = LRUCache(50_000, cache_ttl)
+        self._generation = 0  # counts forget() calls; see check()
 
     def forget(self) -> None:
         """After a scan finished or an allowlist changed here: decide again at once."""
+        self._generation += 1
         self._verdicts.clear()
+
+    async def on_event(self, event: Event) -> None:
+        """An event bus subscriber. It is subscribed before anything else (webhooks), so
+        whoever reacts to a finished scan by pulling the image meets the new verdict."""
+        if event.type in (SCANNING_COMPLETED, SCANNING_FAILED, SCANNING_STOPPED):
+            self.forget()
 
     async def check(self, project: Project, digest: str, media_type: str, body: bytes) -> Verdict:
         if project.metadata.get("prevent_vul") != "true":
@@ -57,8 +68,12 @@ class PullGate:
         cached = self._verdicts.get(key)
         if cached is not None:
             return cached
+        generation = self._generation
         verdict = await self._decide(project, digest, media_type, body)
-        self._verdicts.put(key, verdict)
+        # A scan that ended while this verdict was being decided may have made it stale
+        # already: answer with it, but do not keep it.
+        if generation == self._generation:
+            self._verdicts.put(key, verdict)
         return verdict
 
     async def _decide(self, project: Project, digest: str, media_type: str, body: bytes) -> Verdict:
