@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from types import FrameType
 
 import structlog
 import uvicorn
@@ -11,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from portside.api.app import create_app
-from portside.api.logging import configure_logging
+from portside.api.logging import configure_logging, flush_logs
 from portside.config import Settings
 
 __all__ = ["run"]
@@ -73,6 +75,16 @@ def _migrate(url: str) -> None:
         raise SystemExit("database migration failed; see the messages above")
 
 
+def _flush_logs_then_terminate(signum: int, _frame: FrameType | None) -> None:
+    """Ends the process by ``signum`` as the default action would, after the queued log lines
+    are written. uvicorn re-raises a SIGTERM it shut down for once it is done; with the default
+    action the process would die there without running ``atexit``, and the log lines of the last
+    moments (shutdown included) would be lost."""
+    flush_logs()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
 def run(settings: Settings) -> None:
     """Migrate, then serve until SIGTERM/SIGINT.
 
@@ -81,6 +93,7 @@ def run(settings: Settings) -> None:
     arrived, so the client can resume it against the next process.
     """
     configure_logging(settings.log.level, settings.log.format)
+    signal.signal(signal.SIGTERM, _flush_logs_then_terminate)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(settings.database_url)
     app = create_app(settings)

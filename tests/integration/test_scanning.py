@@ -4,7 +4,6 @@ pull gate with allowlists, scan-all, and scanner registrations."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -328,6 +327,22 @@ def _wait_for_sbom(client: httpx.Client, repository: str, digest: str) -> dict[s
     raise AssertionError("no SBOM accessory appeared")
 
 
+def _ended_sbom_generation(client: httpx.Client, path: str) -> dict[str, Any]:
+    """The artifact (with its accessories and SBOM overview) once its SBOM generation has
+    ended. The job stores the accessory first and is marked done after, so the accessory
+    can be listed while the overview still says the job is running."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = client.get(path, params={"with_accessory": "true", "with_sbom_overview": "true"})
+        assert found.status_code == 200, found.text
+        artifact: dict[str, Any] = found.json()
+        overview = artifact.get("sbom_overview") or {}
+        if overview.get("scan_status") in ("Success", "Error", "Stopped"):
+            return artifact
+        assert time.monotonic() < deadline, f"the SBOM generation did not end: {overview}"
+        time.sleep(0.2)
+
+
 def test_a_generated_sbom_is_stored_as_a_valid_spdx_accessory_of_the_image(
     client: httpx.Client, project: str
 ) -> None:
@@ -351,8 +366,7 @@ def test_a_generated_sbom_is_stored_as_a_valid_spdx_accessory_of_the_image(
     names = {p["name"] for p in document["packages"]}
     assert {"requests", "flask"} <= names
 
-    listed = client.get(path, params={"with_accessory": "true", "with_sbom_overview": "true"})
-    listed = listed.json()
+    listed = _ended_sbom_generation(client, path)
     assert listed["sbom_overview"]["scan_status"] == "Success"
     assert listed["sbom_overview"]["sbom_digest"] == accessory["digest"]
     assert [(a["digest"], a["type"]) for a in listed["accessories"]] == [
@@ -403,19 +417,13 @@ def _events(server: PortsideServer, kind: str, digest: str) -> list[dict[str, An
     The server writes its log from a thread that gathers lines for a moment,
     so an event shows up shortly after the request that caused it.
     """
-    deadline = time.monotonic() + 10
-    while True:
-        found = []
-        for line in server.log_path.read_text().splitlines():
-            if line.startswith("{") and f'"{kind}"' in line:
-                entry = json.loads(line)
-                wanted = entry.get("event") == "event" and entry.get("type") == kind
-                if wanted and entry.get("digest") == digest:
-                    found.append(entry)
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"no {kind} event was logged for {digest}"
-        time.sleep(0.1)
+    return server.log_entries(
+        lambda entry: (
+            entry.get("event") == "event"
+            and entry.get("type") == kind
+            and entry.get("digest") == digest
+        )
+    )
 
 
 def test_a_finished_scan_is_announced(

@@ -51,9 +51,12 @@ class Limits:
     budget_seconds: float
 
 
-# With ~60-120 operations these keep each pass near a minute on this machine.
+# With ~60-120 operations these keep each pass near a minute on this machine, but a busy one
+# takes longer (85 to 128 s on SQLite, 46 s on PostgreSQL, with other test runs going). The caps
+# are well above that: the examples, not the clock, set how much is checked, and a cap only
+# stops a run gone wrong.
 LIMITS = {
-    "sqlite-fs": Limits(max_examples=20, budget_seconds=90.0),
+    "sqlite-fs": Limits(max_examples=20, budget_seconds=300.0),
     "postgres-s3": Limits(max_examples=6, budget_seconds=150.0),
 }
 SEED = 4_2024

@@ -90,14 +90,24 @@ def test_access_log_has_one_structured_line_per_request(fresh_registry: Portside
     fresh_registry.start()
     with fresh_registry.client() as client:
         client.get("/v2/library/none/tags/list")
-    fresh_registry.stop()
-    lines = [
-        json.loads(x) for x in fresh_registry.log_path.read_text().splitlines() if "{" in x[:1]
-    ]
-    requests = [x for x in lines if x.get("event") == "request"]
-    entry = next(x for x in requests if x["path"] == "/v2/library/none/tags/list")
+    # Read while the server runs: the line is written a moment after the request.
+    (entry,) = fresh_registry.log_entries(
+        lambda x: x.get("event") == "request" and x.get("path") == "/v2/library/none/tags/list"
+    )
     assert entry["method"] == "GET" and entry["status"] == 404 and entry["user"] == "admin"
     assert entry["bytes"] > 0 and entry["duration_ms"] >= 0
+
+
+def test_a_stopped_server_has_written_its_last_log_lines(fresh_registry: PortsideServer) -> None:
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        client.get("/v2/library/last/tags/list")
+    assert fresh_registry.stop() == -signal.SIGTERM  # ends by the signal, as a service should
+    lines = fresh_registry.log_path.read_text().splitlines()
+    entries = [json.loads(x) for x in lines if x.startswith("{")]
+    assert any(x.get("path") == "/v2/library/last/tags/list" for x in entries)
+    # Logged by the application's shutdown itself, moments before the process ends.
+    assert entries[-1]["event"] == "stopped"
 
 
 @pytest.fixture

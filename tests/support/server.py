@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,9 +10,10 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,6 +26,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _structured(log: str) -> list[dict[str, Any]]:
+    """The JSON lines of a log; plain lines (start-up messages, uvicorn's) are left out."""
+    entries = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return entries
 
 
 @dataclass
@@ -50,6 +66,30 @@ class PortsideServer:
     @property
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
+
+    def log_entries(
+        self, wanted: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> list[dict[str, Any]]:
+        """The structured (JSON) lines of the server's log that ``wanted`` accepts, once at
+        least one is there; fails after ``timeout`` seconds without one.
+
+        Read the log of a running server only through this: its lines are written by a thread
+        that gathers them for a moment (``portside.api.logging``), so a line shows up shortly
+        after the request that caused it, and a read may end in a line half written. (A
+        stopped server has written every line: it flushes its log before it exits.)
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_path.read_text()
+            complete = text[: text.rfind("\n") + 1]  # not a line still being written
+            found = [entry for entry in _structured(complete) if wanted(entry)]
+            if found:
+                return found
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"no wanted line in the log within {timeout} s:\n{complete[-4000:]}"
+                )
+            time.sleep(0.1)
 
     @property
     def process_env(self) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import IO, Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["AccessLogMiddleware", "configure_logging"]
+__all__ = ["AccessLogMiddleware", "configure_logging", "flush_logs"]
 
 
 _GATHER_SECONDS = 0.02  # how long a log line may wait for others to be written with it
@@ -24,7 +24,8 @@ class _QueuedWriter:
 
     Writing to stderr is a blocking system call, and one access line per request made it a
     seventh of the event loop's busy time under push load (py-spy): requests no longer wait for
-    it. Lines keep their order; whatever is queued at exit is still written (``atexit``).
+    it. Lines keep their order; whatever is queued at exit is still written (``atexit``, or
+    :func:`flush_logs` where the process ends by a signal and ``atexit`` does not run).
 
     After the first line of a batch the thread waits a moment for more: woken per line, it
     would take the GIL from the request threads a thousand times a second under load, and
@@ -78,6 +79,12 @@ def _queued_logger(*_args: Any) -> _QueuedWriter:
     if _writer is None:
         _writer = _QueuedWriter(sys.stderr)
     return _writer
+
+
+def flush_logs() -> None:
+    """Write every queued line and stop the writer: the last thing before the process ends."""
+    if _writer is not None:
+        _writer.close()
 
 
 def configure_logging(level: str, fmt: str) -> None:
