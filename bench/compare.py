@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark Portside against CNCF distribution 2.8.2 in the same run, on the same machine.
 
-    .venv/bin/python bench/compare.py                 # full sizes (about 15 minutes)
+    .venv/bin/python bench/compare.py                 # full sizes (6 to 8 minutes)
     .venv/bin/python bench/compare.py --quick         # small sizes, a minute or two
     .venv/bin/python bench/compare.py --scenarios push,pull --repeat 5
     .venv/bin/python bench/compare.py --skip-reference --identities admin,developer,robot \
@@ -13,7 +13,9 @@ defaults (SQLite and a data folder, access log on), authenticated through the to
 admin, or (``--identities``) as a Developer member of a private project or a robot of it, pushing
 into project ``bench``.
 Prints one Markdown table of medians and ratios (higher is better for Portside) and writes the raw
-results next to it. Also records Portside's idle RSS after start-up.
+results next to it. Also records Portside's idle RSS after start-up, and names the interpreter
+Portside ran on (this one): a CPython built without optimizations serves markedly fewer requests
+per second (docs/deployment.md, Which Python).
 
 A benchmark, not a test: numbers vary with the machine; only the side-by-side ratio means much.
 """
@@ -224,6 +226,7 @@ def main() -> None:
     if not args.skip_reference:
         print("running distribution 2.8.2 ...", file=sys.stderr)
         run_reference(args.harness, harness_args, ref_json)
+    print(f"Portside runs on {sys.executable} (Python {sys.version.split()[0]})", file=sys.stderr)
     identities = args.identities.split(",")
     results: dict[str, dict[str, dict[str, object]]] = {}
     for identity in identities:
