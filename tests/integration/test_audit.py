@@ -25,7 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from portside.audit.log import AuditEntry, AuditLog
+from portside.audit.log import AuditEntry, AuditLog, iso8601
 from portside.audit.purge import purge_before, purge_once
 from portside.audit.syslog import SyslogForwarder, parse_syslog_address
 from portside.db.engine import Database
@@ -526,6 +526,51 @@ async def test_identical_pulls_in_a_batch_become_one_entry_with_their_count(
         ]
         assert summary[0][:2] == ("pull", "10.0.0.9")
         assert summary[0][2].startswith("5 identical pulls until ")
+    finally:
+        await audit.close()
+        await db.close()
+
+
+async def test_identical_pulls_between_two_writes_are_counted_not_queued(
+    database_url: str,
+) -> None:
+    """However many identical pulls arrive between two writes (more than one write's batch,
+    here), they make one row that says how many and when the last was; the next write's pulls
+    are counted afresh. Syslog gets the same entries as the database."""
+    ticks = iter(range(1_000_000))
+    start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    db = Database(database_url)
+    audit = AuditLog(db, clock=lambda: start + dt.timedelta(milliseconds=next(ticks)))
+    forwarded: list[AuditEntry] = []
+
+    class Collector:
+        def send(self, entries: list[AuditEntry]) -> None:
+            forwarded.extend(entries)
+
+        def close(self) -> None:
+            pass
+
+    audit.forward(Collector())
+    try:
+        for _ in range(2_000):
+            audit.record("ci", "pull", "artifact", "library/app:1", "success", "10.0.0.9")
+        audit.record("ci", "push", "artifact", "library/app:2", "success", "10.0.0.9")
+        await audit.flush()
+        for _ in range(3):
+            audit.record("ci", "pull", "artifact", "library/app:1", "success", "10.0.0.9")
+        await audit.flush()
+        rows = await db.read(
+            lambda c: list(c.execute(select(audit_logs).order_by(audit_logs.c.id)))
+        )
+        assert [(r.operation, r.detail) for r in rows] == [
+            ("pull", "2000 identical pulls until 2026-03-01T12:00:01.999Z"),
+            ("push", None),
+            ("pull", "3 identical pulls until 2026-03-01T12:00:02.003Z"),
+        ]
+        assert iso8601(rows[0].op_time) == "2026-03-01T12:00:00.000Z"  # the first pull's
+        assert [(e.operation, e.detail) for e in forwarded] == [
+            (r.operation, r.detail) for r in rows
+        ]
     finally:
         await audit.close()
         await db.close()

@@ -1,7 +1,10 @@
 """Recording audit entries without slowing the request that causes them.
 
 :meth:`AuditLog.record` only appends to an in-memory queue; a background task writes queued
-entries in batches, so a pull costs no extra database round-trip. Even the project an entry
+entries in batches, so a pull costs no extra database round-trip. Identical pulls (same caller,
+address, artifact and result) recorded between two writes become one entry whose detail gives
+their number and the time of the last: a CI fleet pulling one image thousands of times a second
+would otherwise write as many rows, and a repeat costs only a counter. Even the project an entry
 belongs to may be given by name and is resolved to its id when the batch is written, so the
 request never waits for a lookup. Entries still queued when the process stops are written by
 :meth:`close`.
@@ -18,7 +21,7 @@ import contextlib
 import datetime as dt
 import functools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import structlog
@@ -51,6 +54,16 @@ class AuditEntry:
     detail: str | None
     # The project's name when its id was not at hand; resolved when the entry is written.
     project: str | None = None
+
+
+@dataclass(slots=True)
+class _Repeats:
+    """A pull recorded since the last write: where its entry is, and how many identical pulls
+    (itself included) there have been, the last at ``last``."""
+
+    index: int
+    last: dt.datetime
+    count: int = 1
 
 
 class Forwarder(Protocol):
@@ -89,7 +102,11 @@ class AuditLog:
         self._db = db
         self._flush_interval = flush_interval
         self._clock = clock
-        self._queue: list[AuditEntry] = []
+        # Entries recorded since the last write, and for each pull among them, how many identical
+        # pulls followed it; folded together into ``_queue`` when the next write starts.
+        self._recorded: list[AuditEntry] = []
+        self._pull_repeats: dict[tuple[Any, ...], _Repeats] = {}
+        self._queue: list[AuditEntry] = []  # what the next write sends (or a failed one kept)
         self._outbox: list[AuditEntry] = []
         self._forwarder: Forwarder | None = None
         self._wakeup = asyncio.Event()
@@ -129,26 +146,55 @@ class AuditLog:
         ``project`` names the entry's project when its id is not known; the id is looked up
         when the entry is written.
         """
-        entry = AuditEntry(
-            _to_milliseconds(self._clock()),
-            _clip(username, 255) or "anonymous",
-            _clip(operation, 32),
-            _clip(resource_type, 32),
-            _clip(resource, 512),
-            result,
-            _clip(client_ip, 64) if client_ip else None,
-            project_id,
-            _clip(detail, 1024) if detail else None,
-            _clip(project, 255) if project and project_id is None else None,
-        )
-        if len(self._queue) >= _MAX_QUEUED:
-            log.error("audit queue full; dropping entry", **asdict(entry))
+        stamp = self._clock()
+        key: tuple[Any, ...] | None = None
+        if operation == "pull":
+            key = (username, resource, result, client_ip, detail, project_id, project)
+            repeats = self._pull_repeats.get(key)
+            if repeats is not None:  # the hot path of a busy registry: count, nothing more
+                repeats.count += 1
+                repeats.last = stamp
+                return
+        if len(self._recorded) + len(self._queue) >= _MAX_QUEUED:
+            log.error("audit queue full; dropping entry", operation=operation, resource=resource)
             return
-        self._queue.append(entry)
-        if self._forwarder is not None and len(self._outbox) < _MAX_QUEUED:
-            self._outbox.append(entry)
-        if len(self._queue) >= _BATCH:
+        self._recorded.append(
+            AuditEntry(
+                _to_milliseconds(stamp),
+                _clip(username, 255) or "anonymous",
+                _clip(operation, 32),
+                _clip(resource_type, 32),
+                _clip(resource, 512),
+                result,
+                _clip(client_ip, 64) if client_ip else None,
+                project_id,
+                _clip(detail, 1024) if detail else None,
+                _clip(project, 255) if project and project_id is None else None,
+            )
+        )
+        if key is not None:
+            self._pull_repeats[key] = _Repeats(len(self._recorded) - 1, stamp)
+        if len(self._recorded) >= _BATCH:
             self._wakeup.set()
+
+    def _fold_recorded(self) -> None:
+        """Move what was recorded since the last write into the write queue (and the syslog
+        outbox), each run of identical pulls as its first entry with their number and the
+        time of the last. Pulls recorded from here on start counting afresh."""
+        entries, self._recorded = self._recorded, []
+        repeated, self._pull_repeats = self._pull_repeats, {}
+        for repeats in repeated.values():
+            if repeats.count > 1:
+                first = entries[repeats.index]
+                note = (
+                    f"{repeats.count} identical pulls until "
+                    f"{iso8601(_to_milliseconds(repeats.last))}"
+                )
+                detail = f"{first.detail}; {note}" if first.detail else note
+                entries[repeats.index] = replace(first, detail=_clip(detail, 1024))
+        self._queue.extend(entries)
+        if self._forwarder is not None and len(self._outbox) < _MAX_QUEUED:
+            self._outbox.extend(entries)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -157,6 +203,7 @@ class AuditLog:
         """Write everything queued so far. When this returns, every entry recorded before the
         call is in the database (or this raised): a flush already under way is waited for."""
         async with self._lock:
+            self._fold_recorded()
             await self._forward_queued()
             while self._queue:
                 batch, self._queue = self._queue[:_BATCH], self._queue[_BATCH:]
@@ -204,30 +251,16 @@ _INSERT = audit_logs.insert()
 
 def _insert(connection: Connection, batch: list[AuditEntry]) -> None:
     """Insert ``batch``, resolving project names to ids in the same transaction. Leaves
-    ``batch`` untouched: the database layer may run a transaction twice.
-
-    Identical pulls in one batch (same caller, address, artifact and result; a batch spans at
-    most a second or 500 entries) become one entry whose detail gives their number and the time
-    of the last: a CI fleet pulling one image thousands of times a second would otherwise write
-    as many rows, and cost a quarter of a core doing it."""
+    ``batch`` untouched: the database layer may run a transaction twice."""
     names = {e.project for e in batch if e.project is not None}
     ids: dict[str, int] = {}
     if names:
         query = select(projects.c.name, projects.c.id).where(projects.c.name.in_(sorted(names)))
         ids = {row.name: int(row.id) for row in connection.execute(query)}
     # Plain dicts, not dataclasses.asdict(): asdict deep-copies every field and cost more than
-    # the insert itself at thousands of pulls a second.
-    rows: list[dict[str, Any]] = []
-    repeats: dict[tuple[Any, ...], list[Any]] = {}  # identical pull -> [row, count, last time]
-    for e in batch:
-        if e.operation == "pull":
-            key = (e.username, e.resource, e.result, e.client_ip, e.detail, e.project_id, e.project)
-            seen = repeats.get(key)
-            if seen is not None:
-                seen[1] += 1
-                seen[2] = e.op_time
-                continue
-        row = {
+    # the insert itself at thousands of entries a second.
+    rows = [
+        {
             "op_time": e.op_time,
             "username": e.username,
             "operation": e.operation,
@@ -238,11 +271,6 @@ def _insert(connection: Connection, batch: list[AuditEntry]) -> None:
             "project_id": e.project_id if e.project is None else ids.get(e.project),
             "detail": e.detail,
         }
-        if e.operation == "pull":
-            repeats[key] = [row, 1, e.op_time]
-        rows.append(row)
-    for row, count, last in repeats.values():
-        if count > 1:
-            note = f"{count} identical pulls until {iso8601(last)}"
-            row["detail"] = f"{row['detail']}; {note}" if row["detail"] else note
+        for e in batch
+    ]
     connection.execute(_INSERT, rows)
