@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import Connection, bindparam, delete, select
 
@@ -51,11 +50,10 @@ _UNLINK = delete(repository_blobs).where(
 
 @dataclass(frozen=True, slots=True)
 class BlobContent:
-    """Where to read a blob from: a local file (zero-copy) or a stream from the driver."""
+    """A blob a repository may serve: its size, and its key in storage to read it from."""
 
     digest: Digest
     size: int
-    local_path: Path | None
     storage_key: str
 
 
@@ -94,8 +92,7 @@ class Blobs:
         size = await self.size_in(repository, digest)
         if size is None:
             raise RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
-        key = blob_path(digest)
-        return BlobContent(digest, size, self._storage.local_path(key), key)
+        return BlobContent(digest, size, blob_path(digest))
 
     def stream(
         self, content: BlobContent, offset: int = 0, length: int | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 __all__ = ["PathNotFound", "StorageDriver", "StorageError", "Writer"]
 
@@ -125,11 +124,6 @@ class StorageDriver(ABC):
     @abstractmethod
     def list(self, prefix: str) -> AsyncIterator[str]:
         """Yield every key under ``prefix`` (recursively), in no particular order."""
-
-    def local_path(self, path: str) -> Path | None:
-        """A filesystem path holding the key's bytes, for zero-copy responses; None if the driver
-        is not file-backed. The caller must handle the file vanishing."""
-        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and pools. Called once at shutdown."""

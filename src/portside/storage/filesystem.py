@@ -182,12 +182,10 @@ class FilesystemDriver(StorageDriver):
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _file(self, path: str) -> Path:
-        if not path or path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")):
+        parts = path.split("/")
+        if not path or "" in parts or "." in parts or ".." in parts:  # "" also catches "/a"
             raise StorageError(f"refusing unsafe storage path {path!r}")
         return self.root / path
-
-    def local_path(self, path: str) -> Path | None:
-        return self._file(path)
 
     async def get(self, path: str) -> bytes:
         try:

@@ -47,7 +47,10 @@ def _unsatisfiable(size: int) -> RegistryError:
 
 
 class BlobResponse(Response):
-    """Streams a blob, zero-copy where the server supports ``http.response.pathsend``."""
+    """Streams a blob (or its range) from storage in large reads on a worker thread.
+
+    Not ``http.response.pathsend``: uvicorn does not offer it, and where granian does, it reads
+    and writes in a thread just the same (bench/asgi_choice)."""
 
     def __init__(
         self,
@@ -80,14 +83,6 @@ class BlobResponse(Response):
         )
         if self._head or self._content.size == 0:
             await send({"type": "http.response.body", "body": b""})
-            return
-        path = self._content.local_path
-        if (
-            path is not None
-            and self._range is None
-            and "http.response.pathsend" in scope.get("extensions", {})
-        ):
-            await send({"type": "http.response.pathsend", "path": str(path)})
             return
         offset, length = 0, None
         if self._range is not None:
