@@ -143,6 +143,9 @@ class Uploads:
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         # Which repository an upload belongs to never changes; remembered to skip a query.
         self._owners: LRUCache[uuid.UUID, str] = LRUCache(10_000, float("inf"))
+        # Counts owners forgotten (uploads finished or discarded): a lookup that read an owner
+        # while one was forgotten must not cache it, or a purged upload would live on here.
+        self._owners_forgotten = 0
         # Rows of uploads that stored no bytes yet, oldest first (see the module docstring).
         self._defer_rows = not db.shared
         self._unsaved: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
@@ -248,7 +251,7 @@ class Uploads:
                 await self._discard(upload_id)
                 self._locks.pop(upload_id, None)
                 raise
-        self._owners.discard(upload_id)
+        self._forget_owner(upload_id)
         self._unsaved.pop(upload_id, None)
         self._locks.pop(upload_id, None)
         return size
@@ -333,7 +336,7 @@ class Uploads:
             if row["updated_at"] >= cutoff:
                 break
             del self._unsaved[upload_id]
-            self._owners.discard(upload_id)
+            self._forget_owner(upload_id)
         query = select(uploads.c.id).where(uploads.c.updated_at < cutoff)
         stale = await self._db.read(lambda c: list(c.scalars(query)))
         for raw_id in stale:
@@ -370,11 +373,16 @@ class Uploads:
         owner = unsaved["repository"] if unsaved else self._owners.get(upload_id)
         if owner is None:
             params = {"id": str(upload_id)}
+            forgotten = self._owners_forgotten
             owner = await self._db.read(lambda c: c.scalar(_UPLOAD_OWNER, params))
-            if owner is not None:
+            if owner is not None and forgotten == self._owners_forgotten:
                 self._owners.put(upload_id, owner)
         if owner != repository:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"uuid": str(upload_id)})
+
+    def _forget_owner(self, upload_id: uuid.UUID) -> None:
+        self._owners.discard(upload_id)
+        self._owners_forgotten += 1
 
     async def _save(self, upload_id: uuid.UUID) -> None:
         """Write the upload's row if it is still only in memory: bytes are about to be stored,
@@ -527,7 +535,7 @@ class Uploads:
             await self._storage.move(upload_path(upload_id), blob_path(digest))
 
     async def _discard(self, upload_id: uuid.UUID) -> None:
-        self._owners.discard(upload_id)
+        self._forget_owner(upload_id)
         if self._unsaved.pop(upload_id, None) is not None:
             return  # nothing stored, no row
         session = self._sessions.pop(upload_id, None)
