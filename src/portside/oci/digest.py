@@ -21,7 +21,6 @@ _GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 # Every digest Portside accepts, in one match: the common case of every blob and manifest
 # request. Anything else is taken apart below to say what is wrong with it.
 _ACCEPTED = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
-_LOWER_HEX = re.compile(r"[0-9a-f]*")
 
 
 class DigestError(ValueError):
@@ -45,13 +44,12 @@ class Digest:
             return cls(accepted[1], accepted[2]) if accepted[1] else cls(accepted[3], accepted[4])
         if len(value) > 150 or not _GRAMMAR.match(value):
             raise DigestError("invalid digest format")
-        algorithm, _, encoded = value.partition(":")
+        algorithm = value.partition(":")[0]
         expected = ALGORITHMS.get(algorithm)
         if expected is None:
             raise DigestError(f"unsupported digest algorithm {algorithm!r}", unsupported=True)
-        if len(encoded) != expected or not _LOWER_HEX.fullmatch(encoded):
-            raise DigestError(f"{algorithm} digest must be {expected} lower-case hex characters")
-        return cls(algorithm, encoded)
+        # A known algorithm that _ACCEPTED refused: the hex part is what is wrong.
+        raise DigestError(f"{algorithm} digest must be {expected} lower-case hex characters")
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
