@@ -156,7 +156,18 @@ class AuditLog:
                 repeats.last = stamp
                 return
         if len(self._recorded) + len(self._queue) >= _MAX_QUEUED:
-            log.error("audit queue full; dropping entry", operation=operation, resource=resource)
+            log.error(
+                "audit queue full; dropping entry",
+                username=username[:255],
+                operation=operation[:32],
+                resource_type=resource_type[:32],
+                resource=resource[:512],
+                result=result,
+                client_ip=client_ip,
+                project=project,
+                project_id=project_id,
+                detail=detail,
+            )
             return
         self._recorded.append(
             AuditEntry(
