@@ -1,0 +1,107 @@
+"""An upload purged while a request was looking up its owner must stay gone.
+
+The owner of an upload is cached once read. If the purge deleted the upload between that read
+and the caching, the cache would keep a dead upload alive for every later request. The test
+forces that interleaving: the purge runs inside the owner lookup, after the row was read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from portside.db.engine import Database
+from portside.oci.errors import ErrorCode, RegistryError
+from portside.projects.projects import Projects
+from portside.projects.quotas import ProjectQuotas
+from portside.registry.blobs import Blobs
+from portside.registry.repositories import Repositories
+from portside.registry.uploads import Uploads
+from portside.storage.filesystem import FilesystemDriver
+
+T = TypeVar("T")
+
+
+def _uploads(db: Database, root: Path) -> Uploads:
+    repositories = Repositories(db, 60)
+    quotas = ProjectQuotas(db, Projects(db, 60), 60)
+    storage = FilesystemDriver(root)
+    blobs = Blobs(db, storage, repositories, 60, quotas=quotas)
+    return Uploads(db, storage, blobs, purge_age_seconds=3600)
+
+
+async def _body(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _stored_upload(db: Database, root: Path, size: int) -> uuid.UUID:
+    """An upload that stored bytes, so its row is in the database, left by a process that
+    stopped: the caller's fresh ``Uploads`` (a restart, or another replica) has nothing cached."""
+    first = _uploads(db, root)
+    started = await first.start("library/app")
+    await first.append("library/app", started.id, _body(b"x" * size), None, size)
+    await first.close()
+    return started.id
+
+
+def _after_each_read(
+    db: Database, monkeypatch: pytest.MonkeyPatch, then: Callable[[int], Awaitable[None]]
+) -> None:
+    """Make ``db.read`` await ``then(n)`` after its n-th read, before the caller sees the row."""
+    original_read = db.read
+    count = 0
+
+    async def read(query: Callable[[Any], T]) -> T:
+        nonlocal count
+        count += 1
+        result = await original_read(query)
+        await then(count)
+        return result
+
+    monkeypatch.setattr(db, "read", read)
+
+
+async def test_upload_purged_during_owner_lookup_is_not_cached(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload_id = await _stored_upload(db, tmp_path / "storage", 1000)
+    uploads = _uploads(db, tmp_path / "storage")
+    purged: list[int] = []
+
+    async def purge_after_owner_lookup(read_number: int) -> None:
+        if read_number == 1:  # the owner lookup; the purge's own reads pass straight through
+            purged.append(await uploads.purge_abandoned(dt.timedelta(0)))
+
+    _after_each_read(db, monkeypatch, purge_after_owner_lookup)
+    with contextlib.suppress(RegistryError):  # the racing request may see the upload or not
+        await uploads.status("library/app", upload_id)
+    assert purged == [1]
+
+    for _ in range(2):
+        with pytest.raises(RegistryError) as refused:
+            await uploads.status("library/app", upload_id)
+        assert refused.value.code is ErrorCode.BLOB_UPLOAD_UNKNOWN
+
+
+async def test_owner_read_without_a_purge_is_cached(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counterpart: with no purge in between, the owner is read once and then cached."""
+    upload_id = await _stored_upload(db, tmp_path / "storage", 10)
+    uploads = _uploads(db, tmp_path / "storage")
+    reads: list[int] = []
+
+    async def count(read_number: int) -> None:
+        reads.append(read_number)
+
+    _after_each_read(db, monkeypatch, count)
+    for _ in range(3):
+        status = await uploads.status("library/app", upload_id)
+        assert status.size == 10
+    assert reads == [1]
