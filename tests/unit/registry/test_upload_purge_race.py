@@ -40,14 +40,15 @@ async def _body(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _stored_upload(db: Database, root: Path, size: int) -> uuid.UUID:
+async def _restart_with_upload(db: Database, root: Path, size: int) -> tuple[uuid.UUID, Uploads]:
     """An upload that stored bytes, so its row is in the database, left by a process that
-    stopped: the caller's fresh ``Uploads`` (a restart, or another replica) has nothing cached."""
+    stopped; and the fresh ``Uploads`` of the next process (a restart, or another replica),
+    which has nothing cached."""
     first = _uploads(db, root)
     started = await first.start("library/app")
     await first.append("library/app", started.id, _body(b"x" * size), None, size)
     await first.close()
-    return started.id
+    return started.id, _uploads(db, root)
 
 
 def _after_each_read(
@@ -70,8 +71,7 @@ def _after_each_read(
 async def test_upload_purged_during_owner_lookup_is_not_cached(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    upload_id = await _stored_upload(db, tmp_path / "storage", 1000)
-    uploads = _uploads(db, tmp_path / "storage")
+    upload_id, uploads = await _restart_with_upload(db, tmp_path / "storage", 1000)
     purged: list[int] = []
 
     async def purge_after_owner_lookup(read_number: int) -> None:
@@ -93,8 +93,7 @@ async def test_owner_read_without_a_purge_is_cached(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The counterpart: with no purge in between, the owner is read once and then cached."""
-    upload_id = await _stored_upload(db, tmp_path / "storage", 10)
-    uploads = _uploads(db, tmp_path / "storage")
+    upload_id, uploads = await _restart_with_upload(db, tmp_path / "storage", 10)
     reads: list[int] = []
 
     async def count(read_number: int) -> None:
