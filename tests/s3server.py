@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
+from pydantic import SecretStr
+
+from portside.config import S3StorageSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -64,6 +67,29 @@ class S3Server:
             aws_secret_access_key=SECRET_KEY,
             config=Config(s3={"addressing_style": "path"}),
         )
+
+    def settings(self, prefix: str) -> S3StorageSettings:
+        """Driver settings for this server's bucket, under its own key ``prefix``."""
+        return S3StorageSettings(
+            bucket=self.bucket,
+            endpoint_url=self.endpoint,
+            region=REGION,
+            access_key=ACCESS_KEY,
+            secret_key=SecretStr(SECRET_KEY),
+            prefix=prefix,
+        )
+
+    def env(self, prefix: str) -> dict[str, str]:
+        """The same as ``PORTSIDE_*`` environment variables, for a ``portside serve``."""
+        return {
+            "PORTSIDE_STORAGE__DRIVER": "s3",
+            "PORTSIDE_STORAGE__S3__BUCKET": self.bucket,
+            "PORTSIDE_STORAGE__S3__ENDPOINT_URL": self.endpoint,
+            "PORTSIDE_STORAGE__S3__REGION": REGION,
+            "PORTSIDE_STORAGE__S3__ACCESS_KEY": ACCESS_KEY,
+            "PORTSIDE_STORAGE__S3__SECRET_KEY": SECRET_KEY,
+            "PORTSIDE_STORAGE__S3__PREFIX": prefix,
+        }
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the server by its PID, killing it if it does not exit in time."""

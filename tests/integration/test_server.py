@@ -222,7 +222,7 @@ def test_upload_cut_off_by_shutdown_resumes_after_restart(tmp_path: Path) -> Non
                 content=rest,
                 headers={"Content-Range": f"{received}-{len(blob) - 1}"},
             )
-            assert resumed.status_code == 202
+            assert resumed.status_code == 202, (received, resumed.headers, resumed.text)
             digest = "sha256:" + hashlib.sha256(blob).hexdigest()
             done = fresh.put(resumed.headers["location"], params={"digest": digest})
             assert done.status_code == 201, done.text

@@ -349,6 +349,10 @@ uploads = Table(
     Column("repository", String(255), nullable=False),
     _timestamp("created_at"),
     _timestamp("updated_at"),
+    # Committed bytes, and the chunks holding them (see registry.uploads): appends are a
+    # compare-and-set on ``size``.
+    Column("size", BigInteger, nullable=False, server_default="0"),
+    Column("chunks", Text, nullable=False, server_default=""),
     Index("ix_uploads_updated_at", "updated_at"),
 )
 

@@ -11,7 +11,7 @@ event loop is never blocked.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 __all__ = ["PathNotFound", "StorageDriver", "StorageError", "Writer"]
 
@@ -115,6 +115,18 @@ class StorageDriver(ABC):
         never committed (the S3 driver then assembles the object once, straight at ``dest``).
 
         Raises :class:`PathNotFound` when ``source`` does not exist.
+        """
+
+    @abstractmethod
+    async def assemble(self, dest: str, sources: Sequence[tuple[str, int]]) -> None:
+        """Make ``dest`` hold the first ``length`` bytes of each ``(path, length)`` source, in
+        order, replacing ``dest``; durable on return. A source may be a writer's key that was
+        flushed but never committed, and may hold more than ``length`` bytes (the rest is
+        ignored). Sources are consumed: afterwards each may be gone or hold anything, and the
+        caller deletes what is left of them.
+
+        Raises :class:`PathNotFound` when a source does not exist, and :class:`StorageError`
+        when one holds fewer than ``length`` bytes; ``dest`` is then left as it was.
         """
 
     @abstractmethod

@@ -9,8 +9,12 @@ The tree, relative to the driver's root::
           abcdef0123...          the blob's bytes (layers, configs and manifests alike)
       sha512/...                 the same for sha512 digests
     uploads/
-      <upload-uuid>              bytes of an upload in progress, appended by PATCH; moved to
-                                 its blob path when the upload completes
+      <upload-uuid>/
+        <chunk token>            bytes of one append (PATCH) to an upload in progress, under a
+                                 random name no other writer uses, so no two writers ever share
+                                 a key; the database lists which chunks (and how many of their
+                                 bytes) make up the upload. Assembled into the blob path when
+                                 the upload completes, then deleted
     exports/
       <execution-uuid>           a finished CVE export (CSV), kept until its execution row
                                  is dropped (each user keeps their latest few)
@@ -36,7 +40,8 @@ __all__ = [
     "UPLOADS_PREFIX",
     "blob_path",
     "export_path",
-    "upload_path",
+    "upload_chunk_path",
+    "upload_prefix",
 ]
 
 LAYOUT_KEY = "layout-version"
@@ -51,9 +56,15 @@ def blob_path(digest: Digest) -> str:
     return f"{BLOBS_PREFIX}{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
 
 
-def upload_path(upload_id: uuid.UUID) -> str:
-    """Key of an upload's data. Taking a UUID (not a string) keeps user input out of paths."""
-    return f"{UPLOADS_PREFIX}{upload_id}"
+def upload_prefix(upload_id: uuid.UUID) -> str:
+    """Prefix of every chunk of an upload. Taking a UUID (not a string) keeps user input out
+    of paths."""
+    return f"{UPLOADS_PREFIX}{upload_id}/"
+
+
+def upload_chunk_path(upload_id: uuid.UUID, token: str) -> str:
+    """Key of one chunk of an upload; ``token`` is made by the server (hex), never a caller's."""
+    return f"{UPLOADS_PREFIX}{upload_id}/{token}"
 
 
 def export_path(execution_id: uuid.UUID) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from portside.storage.base import PathNotFound, StorageDriver, StorageError, Writer
 
@@ -82,6 +82,17 @@ class MemoryDriver(StorageDriver):
             self._store[dest] = self._store.pop(source)
         except KeyError:
             raise PathNotFound(source) from None
+
+    async def assemble(self, dest: str, sources: Sequence[tuple[str, int]]) -> None:
+        parts = []
+        for path, length in sources:
+            content = self._store.get(path)
+            if content is None:
+                raise PathNotFound(path)
+            if len(content) < length:
+                raise StorageError(f"{path!r} holds fewer than the {length} bytes expected")
+            parts.append(bytes(content[:length]))
+        self._store[dest] = bytearray(b"".join(parts))
 
     async def delete(self, path: str) -> None:
         if path.endswith("/"):

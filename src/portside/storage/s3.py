@@ -100,11 +100,27 @@ class S3Limits:
 
 @dataclass(frozen=True, slots=True)
 class _Segment:
-    """A stored object holding bytes ``[offset, offset + size)`` of a logical key."""
+    """A stored object holding bytes ``[offset, offset + size)`` of a logical key. ``whole`` is
+    False when only the object's first ``size`` bytes are meant (it holds more)."""
 
     key: str
     offset: int
     size: int
+    whole: bool = True
+
+
+def _clip(view: Sequence[_Segment], length: int) -> list[_Segment]:
+    """The segments holding the first ``length`` bytes of ``view``."""
+    clipped: list[_Segment] = []
+    for segment in view:
+        left = length - segment.offset
+        if left <= 0:
+            break
+        if segment.size <= left:
+            clipped.append(segment)
+        else:
+            clipped.append(_Segment(segment.key, segment.offset, left, whole=False))
+    return clipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,7 +564,7 @@ class S3Driver(StorageDriver):
             await self._compose_in_halves(dest, sources, scratch)
         elif not parts:
             await self._put(dest, b"")
-        elif len(parts) == 1 and parts[0].copy:
+        elif len(parts) == 1 and parts[0].copy and sources[0].whole:
             # The plan copies a single whole source only when it fits one CopyObject.
             await self._copy_object(parts[0].pieces[0].key, dest)
         elif len(parts) == 1:
@@ -775,6 +791,21 @@ class S3Driver(StorageDriver):
             return
         await self._compose(dest_key, view, source_key + _PARTS)
         await self._delete_key(source_key)
+
+    async def assemble(self, dest: str, sources: Sequence[tuple[str, int]]) -> None:
+        """One server-side compose of every source's first bytes (see :meth:`move`)."""
+        dest_key = self._key(dest)
+        pieces: list[_Segment] = []
+        for path, length in sources:
+            view = await self._view(self._key(path))
+            if view is None:
+                raise PathNotFound(path)
+            if sum(segment.size for segment in view) < length:
+                raise StorageError(f"{path!r} holds fewer than the {length} bytes expected")
+            pieces.extend(_clip(view, length))
+        # Intermediate objects go under the first source's segments, which the caller deletes.
+        scratch = self._key(sources[0][0]) + _PARTS if sources else dest_key + _PARTS
+        await self._compose(dest_key, pieces, scratch)
 
     async def delete(self, path: str) -> None:
         if path.endswith("/"):

@@ -28,7 +28,7 @@ from portside.storage.layout import LAYOUT_KEY
 from portside.storage.memory import MemoryDriver
 from portside.storage.s3 import S3Driver, S3Limits, _plan_parts, _Segment
 from portside.storage.upgrade import upgrade_layout
-from tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 MIB = 1 << 20
 # Shared so each test's drivers skip re-parsing botocore's service models.
@@ -71,14 +71,7 @@ class Backend:
 
 def _s3_backend(server: S3Server, limits: S3Limits | None = None) -> Backend:
     prefix = f"test-{uuid.uuid4().hex}"  # one bucket, a private prefix per test
-    settings = S3StorageSettings(
-        bucket=server.bucket,
-        endpoint_url=server.endpoint,
-        region=REGION,
-        access_key=ACCESS_KEY,
-        secret_key=SecretStr(SECRET_KEY),
-        prefix=prefix,
-    )
+    settings = server.settings(prefix)
     return Backend(
         "s3",
         lambda: S3Driver(settings, limits=limits, session=_BOTO_SESSION),
@@ -495,6 +488,70 @@ async def test_writer_refuses_writes_when_finished(driver: StorageDriver) -> Non
     finally:  # clean up even when failing as expected, so teardown stays quiet
         await driver.delete("done")
         await driver.delete("dropped")
+
+
+# -- assemble --------------------------------------------------------------------------------
+
+
+async def _flushed_writer(driver: StorageDriver, path: str, *chunks: bytes) -> Writer:
+    writer = await driver.writer(path)
+    await append(writer, *chunks)
+    return writer
+
+
+async def test_assemble_one_flushed_source(driver: StorageDriver) -> None:
+    writer = await _flushed_writer(driver, "uploads/u/one", b"only", b"-chunk")
+    await writer.close()
+    await driver.assemble("blobs/b", [("uploads/u/one", 10)])
+    assert await driver.get("blobs/b") == b"only-chunk"
+    await driver.delete("uploads/u/")
+    assert await listed(driver, "") == ["blobs/b"]
+    await driver.delete("blobs/b")
+
+
+async def test_assemble_takes_each_source_s_committed_prefix_only(backend: Backend) -> None:
+    """A source may hold bytes past the length given (a writer that lost the race to commit
+    them): they are never part of the result, whichever driver and however many sources."""
+    driver = backend.driver
+    first = payload(3 * MIB + 17, seed=1)
+    second = payload(MIB, seed=2)
+    one = await _flushed_writer(driver, "uploads/u/a", first, b"garbage past the prefix")
+    two = await _flushed_writer(driver, "uploads/u/b", second)
+    await one.close()
+    await two.close()
+    await driver.assemble("blobs/two", [("uploads/u/a", len(first)), ("uploads/u/b", len(second))])
+    assert sha256(await driver.get("blobs/two")) == sha256(first + second)
+    backend.assert_settled("blobs/two")
+
+    lone = await _flushed_writer(driver, "uploads/v/a", b"kept", b"dropped")
+    await lone.close()
+    await driver.assemble("blobs/one", [("uploads/v/a", 4)])
+    assert await driver.get("blobs/one") == b"kept"
+    backend.assert_settled("blobs/one")
+    for prefix in ("uploads/u/", "uploads/v/"):
+        await driver.delete(prefix)
+    assert await listed(driver, "") == ["blobs/one", "blobs/two"]
+    for key in ("blobs/one", "blobs/two"):
+        await driver.delete(key)
+
+
+async def test_assemble_of_nothing_is_empty(driver: StorageDriver) -> None:
+    await driver.assemble("blobs/empty", [])
+    assert await driver.get("blobs/empty") == b""
+    await driver.delete("blobs/empty")
+
+
+async def test_assemble_refuses_a_short_or_missing_source(driver: StorageDriver) -> None:
+    await driver.put("blobs/dest", b"as it was")
+    await driver.put("uploads/u/short", b"abc")
+    with pytest.raises(StorageError) as short:
+        await driver.assemble("blobs/dest", [("uploads/u/short", 4)])
+    assert not isinstance(short.value, PathNotFound)
+    with pytest.raises(PathNotFound):
+        await driver.assemble("blobs/dest", [("uploads/u/short", 3), ("uploads/u/gone", 1)])
+    assert await driver.get("blobs/dest") == b"as it was"
+    await driver.delete("uploads/u/")
+    await driver.delete("blobs/dest")
 
 
 # -- move / delete / list ----------------------------------------------------------------------
