@@ -517,17 +517,6 @@ def test_a_project_may_keep_its_own_allowlist(vulndb: PortsideServer, client: ht
 EMPTY_DATABASE = "the vulnerability database is empty"
 
 
-def _alpine_image(extra: dict[str, bytes] | None = None) -> Any:
-    """An Alpine 3.19 image with two apk packages (and ``extra`` files)."""
-    installed = (
-        "P:musl\nV:1.2.4_git20230717-r4\nA:x86_64\no:musl\n\n"
-        "P:busybox\nV:1.36.1-r15\nA:x86_64\no:busybox\n\n"
-    )
-    release = b'ID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME="Alpine Linux v3.19"\n'
-    files = {"etc/os-release": release, "lib/apk/db/installed": installed.encode()}
-    return image_of([tar_layer({**files, **(extra or {})})])
-
-
 def _ended(client: httpx.Client, repository: str, digest: str) -> dict[str, Any]:
     response = client.post(f"{scanning.artifact_path(repository, digest)}/scan")
     assert response.status_code == 202, response.text
@@ -547,7 +536,7 @@ def test_an_image_whose_os_has_no_advisories_is_not_reported_clean(
     # the Python ones can.
     project = scanning.project(client, prevent_vul="true", severity="critical")
     repository = f"{project}/alpine"
-    image = _alpine_image(dist_info("requests", "2.19.1"))
+    image = scanning.alpine_image(dist_info("requests", "2.19.1"))
     push_content(client, repository, image, "v1")
     ended = _ended(client, repository, image.digest)
     assert ended["scan_status"] == "Error", ended
