@@ -127,3 +127,22 @@ def test_cve_allowlist_set_and_show(registry: PortsideServer, tmp_path: Path) ->
         assert "invalid CVE id" in bad.stderr
     finally:
         _cli(registry, tmp_path, "cve-allowlist", "set")
+
+
+def test_scan_without_advisories_is_never_an_all_clear(
+    fresh_registry: PortsideServer, tmp_path: Path
+) -> None:
+    fresh_registry.start()  # nothing imported
+    with fresh_registry.client() as client:
+        project = scanning.project(client)
+        repository = f"{project}/app"
+        push_content(client, repository, scanning.python_image({"requests": "2.19.1"}), "1.0")
+    done = _cli(fresh_registry, tmp_path, "scan", f"{repository}:1.0")
+    assert done.returncode == 1, done.stdout
+    assert "no known vulnerabilities" not in done.stdout.lower()
+    assert "INCOMPLETE" in done.stdout
+    assert "the vulnerability database is empty" in done.stderr
+    assert "portside vulndb import" in done.stderr
+    as_json = _cli(fresh_registry, tmp_path, "scan", "--report", f"{repository}:1.0", "-o", "json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["coverage"]["database_empty"] is True

@@ -63,6 +63,36 @@ def test_portside_scans_through_its_own_adapter_api(
         assert client.delete(f"/api/v2.0/scanners/{registration}").status_code == 200
 
 
+def test_an_image_the_advisories_do_not_cover_fails_its_adapter_scan(
+    vulndb: PortsideServer,
+    client: httpx.Client,
+) -> None:
+    # The adapter API cannot mark a report incomplete: an Alpine image, with no Alpine
+    # advisories imported, fails with the reason instead of passing as clean.
+    registration = _register(
+        client,
+        f"{vulndb.url}/scanner-adapter",
+        auth="Basic",
+        access_credential=f"{vulndb.username}:{vulndb.password}",
+        use_internal_addr=True,
+    )
+    try:
+        project = scanning.project(client)
+        chosen = client.put(f"/api/v2.0/projects/{project}/scanner", json={"uuid": registration})
+        assert chosen.status_code == 200, chosen.text
+        image = scanning.alpine_image()
+        repository = f"{project}/alpine"
+        push_content(client, repository, image, "v1")
+        path = scanning.artifact_path(repository, image.digest)
+        assert client.post(f"{path}/scan").status_code == 202
+        ended = scanning.wait_for_scan(client, repository, image.digest)
+        assert ended["scan_status"] == "Error"
+        assert "no advisories for Alpine:v3.19" in ended["message"]
+        assert client.get(f"{path}/additions/vulnerabilities").json() == {}
+    finally:
+        assert client.delete(f"/api/v2.0/scanners/{registration}").status_code == 200
+
+
 def test_the_adapter_api_is_for_system_admins_only(
     registry: PortsideServer, client: httpx.Client
 ) -> None:

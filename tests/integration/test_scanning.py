@@ -17,7 +17,7 @@ from tests.support.layers import dist_info, image_of, tar_layer
 from tests.support.oci import Blob, artifact_manifest, push_content
 from tests.support.sboms import cyclonedx_problems, spdx_problems
 from tests.support.server import PortsideServer
-from tests.support.vulndata import pypa_expected
+from tests.support.vulndata import pypa_expected, shared_vulndb
 
 SPDX = "application/spdx+json"
 
@@ -510,3 +510,132 @@ def test_a_project_may_keep_its_own_allowlist(vulndb: PortsideServer, client: ht
     assert shown["project_id"] > 0
     bad = {"cve_allowlist": {"items": [{"cve_id": "no good"}]}}
     assert client.put(f"/api/v2.0/projects/{project}", json=bad).status_code == 400
+
+
+# -- scans the advisories do not cover -----------------------------------------------------------
+
+EMPTY_DATABASE = "the vulnerability database is empty"
+
+
+def _ended(client: httpx.Client, repository: str, digest: str) -> dict[str, Any]:
+    response = client.post(f"{scanning.artifact_path(repository, digest)}/scan")
+    assert response.status_code == 202, response.text
+    return scanning.wait_for_scan(client, repository, digest)
+
+
+def _report(client: httpx.Client, repository: str, digest: str) -> dict[str, Any]:
+    found = client.get(f"{scanning.artifact_path(repository, digest)}/additions/vulnerabilities")
+    assert found.status_code == 200
+    return dict(found.json()[scanning.REPORT])
+
+
+def test_an_image_whose_os_has_no_advisories_is_not_reported_clean(
+    vulndb: PortsideServer, client: httpx.Client
+) -> None:
+    # Only PyPI and Debian advisories were imported: the Alpine packages cannot be checked,
+    # the Python ones can.
+    project = scanning.project(client, prevent_vul="true", severity="critical")
+    repository = f"{project}/alpine"
+    image = scanning.alpine_image(dist_info("requests", "2.19.1"))
+    push_content(client, repository, image, "v1")
+    ended = _ended(client, repository, image.digest)
+    assert ended["scan_status"] == "Error", ended
+    assert "no advisories for Alpine:v3.19 (2 packages)" in ended["message"]
+    assert "portside vulndb import" in ended["message"]
+    report = _report(client, repository, image.digest)
+    assert report["coverage"] == {
+        "complete": False,
+        "database_empty": False,
+        "missing_ecosystems": {"Alpine:v3.19": 2},
+        "message": ended["message"],
+    }
+    assert scanning.findings(report) == pypa_expected({"requests": "2.19.1"})  # still found
+    path = scanning.artifact_path(repository, image.digest)
+    log = client.get(f"{path}/scan/{ended['report_id']}/log")
+    assert "Alpine:v3.19" in log.text
+
+    # The pull gate treats it as not scanned (none of its findings is critical).
+    refused = _pull(client, repository, "v1")
+    assert refused.status_code == 403
+    message = refused.json()["errors"][0]["message"]
+    assert "not been scanned successfully" in message and "Alpine:v3.19" in message
+
+
+def test_a_scan_without_any_advisories_is_not_reported_clean(
+    fresh_registry: PortsideServer,
+) -> None:
+    fresh_registry.env = {"PORTSIDE_LOG__FORMAT": "json"}
+    fresh_registry.start()
+    with fresh_registry.client() as client:
+        project = scanning.project(client, prevent_vul="true", severity="low")
+        repository = f"{project}/app"
+        image = scanning.python_image(scanning.OLD_PACKAGES)
+        push_content(client, repository, image, "1.0")
+        ended = _ended(client, repository, image.digest)
+        assert ended["scan_status"] == "Error", ended
+        assert EMPTY_DATABASE in ended["message"]
+        assert "severity" not in ended  # never "None", which reads as clean
+        report = _report(client, repository, image.digest)
+        assert report["coverage"]["database_empty"] is True
+        assert report["coverage"]["complete"] is False
+        assert report["vulnerabilities"] == []
+        refused = _pull(client, repository, "1.0")
+        assert refused.status_code == 403, refused.text
+        assert EMPTY_DATABASE in refused.json()["errors"][0]["message"]
+
+        # Once advisories are there, the same scan succeeds and finds what applies.
+        done = fresh_registry.run_command("vulndb", "import", str(shared_vulndb() / "pypa"))
+        assert done.returncode == 0, done.stderr
+        assert _ended(client, repository, image.digest)["scan_status"] == "Success"
+        report = _report(client, repository, image.digest)
+        assert report["coverage"]["complete"] is True
+        assert scanning.findings(report) == pypa_expected(scanning.OLD_PACKAGES)
+
+
+def test_serve_warns_while_the_vulnerability_database_is_empty(
+    fresh_registry: PortsideServer,
+) -> None:
+    fresh_registry.env = {"PORTSIDE_LOG__FORMAT": "json"}
+    fresh_registry.start()
+
+    def warnings() -> list[dict[str, Any]]:
+        return fresh_registry.log_entries(
+            lambda entry: (
+                entry.get("level") == "warning" and EMPTY_DATABASE in str(entry.get("event"))
+            )
+        )
+
+    (warning,) = warnings()
+    assert "portside vulndb import" in warning["event"]
+    done = fresh_registry.run_command("vulndb", "import", str(shared_vulndb() / "debian-bookworm"))
+    assert done.returncode == 0, done.stderr
+    fresh_registry.restart()
+    fresh_registry.stop()  # every line written
+    assert len(warnings()) == 1  # the restart, with advisories, did not warn again
+
+
+# -- severities --------------------------------------------------------------------------------
+
+
+def test_unrated_findings_are_unknown_and_take_a_rating_from_their_cves_other_records(
+    vulndb: PortsideServer, client: httpx.Client, project: str
+) -> None:
+    # No PyPA record of requests 2.19.1 carries a severity, nor does any other record of its
+    # CVEs: the overall severity is Unknown, never None.
+    repository = f"{project}/unrated"
+    image = scanning.python_image({"requests": "2.19.1"})
+    push_content(client, repository, image, "v1")
+    report = scanning.scan(client, repository, image.digest)
+    assert {item["severity"] for item in report["vulnerabilities"]} == {"Unknown"}
+    assert report["severity"] == "Unknown"
+    assert scanning.overview(client, repository, image.digest)["severity"] == "Unknown"
+
+    # PYSEC-2022-230 (lxml, CVE-2022-2309) has none either, but Debian's record of the same
+    # CVE (for libxml2) is rated: the finding takes that, and names where it came from.
+    image = scanning.python_image({"lxml": "4.9.0"})
+    push_content(client, repository, image, "v2")
+    report = scanning.scan(client, repository, image.digest)
+    (item,) = report["vulnerabilities"]
+    assert (item["id"], item["severity"]) == ("CVE-2022-2309", "Medium")
+    assert item["severity_source"] == "DEBIAN-CVE-2022-2309-libxml2"
+    assert scanning.overview(client, repository, image.digest)["severity"] == "Medium"

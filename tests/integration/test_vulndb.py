@@ -24,7 +24,10 @@ from sqlalchemy import func, select
 from portside.db.engine import Database
 from portside.db.migrate import upgrade
 from portside.db.tables import vuln_affected
+from portside.scanner.analyses import LayerAnalyses
+from portside.scanner.engine import ImageScanner
 from portside.scanner.matching import normalize_name
+from portside.scanner.model import LayerResult, Package
 from portside.scanner.osv import parse_record
 from portside.scanner.vulndb import VulnDB
 from tests.support.backends import postgres_database
@@ -308,3 +311,97 @@ async def test_importing_a_missing_path_fails_and_changes_nothing(
     with pytest.raises(FileNotFoundError):
         await vulndb.import_path(tmp_path / "nowhere")
     assert (await vulndb.status())["generation"] == 0
+
+
+# -- what a scan learns besides the advisories of a package --------------------------------------
+
+
+async def test_ecosystems_are_those_imported_and_follow_other_imports(vulndb: VulnDB) -> None:
+    assert await vulndb.ecosystems() == frozenset()  # nothing imported: scans check nothing
+    await vulndb.import_path(DEBIAN)
+    assert await vulndb.ecosystems() == {"Debian:12"}
+    await VulnDB(vulndb.db).import_path(PYPA)  # another replica imports
+    assert await vulndb.ecosystems() == {"Debian:12", "PyPI"}
+    # The alias lookup rows are no ecosystem of their own.
+    assert set((await vulndb.status())["ecosystems"]) == {"Debian:12", "PyPI"}
+
+
+def _scanner(vulndb: VulnDB) -> ImageScanner:
+    async def never(stream: object, media_type: str) -> LayerResult:
+        raise AssertionError("findings() reads no layer")
+
+    return ImageScanner(LayerAnalyses(None, never), vulndb)
+
+
+async def test_an_unrated_finding_takes_the_severity_of_a_record_of_the_same_cve(
+    vulndb: VulnDB,
+) -> None:
+    # PYSEC-2022-230 (lxml, CVE-2022-2309) has no severity; Debian's record of the same CVE
+    # for libxml2 has urgency medium.
+    await vulndb.import_path(PYPA)
+    lxml = Package("lxml", "4.9.0", "PyPI", "app/lxml-4.9.0.dist-info/METADATA")
+    (unrated,) = [
+        f for f in await _scanner(vulndb).findings([lxml]) if f.advisory.id == "PYSEC-2022-230"
+    ]
+    assert (unrated.advisory.severity, unrated.rating) == ("Unknown", None)
+    await vulndb.import_path(DEBIAN)
+    (rated,) = [
+        f for f in await _scanner(vulndb).findings([lxml]) if f.advisory.id == "PYSEC-2022-230"
+    ]
+    assert rated.id == "CVE-2022-2309"
+    assert rated.rating is not None
+    assert (rated.rating.id, rated.rating.severity) == ("DEBIAN-CVE-2022-2309-libxml2", "Medium")
+
+
+def _go_record(advisory_id: str, aliases: list[str], **rating: object) -> dict[str, object]:
+    return {
+        "id": advisory_id,
+        "modified": "2024-01-01T00:00:00Z",
+        "aliases": aliases,
+        "affected": [
+            {
+                "package": {"ecosystem": "Go", "name": "golang.org/x/net"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.7.0"}]}],
+            }
+        ],
+        **rating,
+    }
+
+
+async def test_a_go_finding_is_rated_by_the_best_record_of_its_aliases(
+    vulndb: VulnDB, tmp_path: Path
+) -> None:
+    # Go's own records carry no severity; the GHSA record of the same CVE carries a vector.
+    records = {
+        "GO-2023-1571": _go_record("GO-2023-1571", ["CVE-2022-41723", "GHSA-vvpx-j8f3-3w6h"]),
+        "GHSA-vvpx-j8f3-3w6h": _go_record(
+            "GHSA-vvpx-j8f3-3w6h",
+            ["CVE-2022-41723"],
+            severity=[{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],
+        ),
+        # Another record of the CVE with only a word: a scored vector is preferred.
+        "DEBIAN-CVE-2022-41723-golang-golang-x-net": {
+            "id": "DEBIAN-CVE-2022-41723-golang-golang-x-net",
+            "aliases": ["CVE-2022-41723"],
+            "database_specific": {"urgency": "critical"},
+        },
+        # Withdrawn records rate nothing.
+        "GHSA-wwww-xxxx-yyyy": {
+            "id": "GHSA-wwww-xxxx-yyyy",
+            "aliases": ["CVE-2022-41723"],
+            "withdrawn": "2024-01-02T00:00:00Z",
+            "severity": [
+                {"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H"}
+            ],
+        },
+    }
+    for name, record in records.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    await vulndb.import_path(tmp_path)
+    module = Package("golang.org/x/net", "0.6.0", "Go", "usr/local/bin/app")
+    findings = {f.advisory.id: f for f in await _scanner(vulndb).findings([module])}
+    assert set(findings) == {"GO-2023-1571", "GHSA-vvpx-j8f3-3w6h"}
+    go = findings["GO-2023-1571"]
+    assert go.rating is not None and go.rating.id == "GHSA-vvpx-j8f3-3w6h"
+    assert (go.rated_by.severity, go.rated_by.cvss_score) == ("High", 7.5)
+    assert findings["GHSA-vvpx-j8f3-3w6h"].rating is None  # rated by itself

@@ -14,6 +14,7 @@ from tests.support.oci import Manifest
 __all__ = [
     "OLD_PACKAGES",
     "REPORT",
+    "alpine_image",
     "artifact_path",
     "findings",
     "overview",
@@ -83,3 +84,14 @@ def python_image(packages: dict[str, str]) -> Manifest:
     for name, version in packages.items():
         files.update(dist_info(name, version))
     return image_of([tar_layer({"etc/hostname": b"test\n"}), tar_layer(files)])
+
+
+def alpine_image(extra: dict[str, bytes] | None = None) -> Manifest:
+    """An Alpine 3.19 image with two apk packages (musl, busybox), and ``extra`` files."""
+    installed = (
+        "P:musl\nV:1.2.4_git20230717-r4\nA:x86_64\no:musl\n\n"
+        "P:busybox\nV:1.36.1-r15\nA:x86_64\no:busybox\n\n"
+    )
+    release = b'ID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME="Alpine Linux v3.19"\n'
+    files = {"etc/os-release": release, "lib/apk/db/installed": installed.encode()}
+    return image_of([tar_layer({**files, **(extra or {})})])

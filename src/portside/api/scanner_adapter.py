@@ -40,6 +40,7 @@ from portside.scanner.adapter_api import (
 from portside.scanner.engine import UnsupportedArtifact, layers_of
 from portside.scanner.model import LayerError
 from portside.scanner.reports import VULNERABILITY_REPORT
+from portside.scanner.service import IncompleteScan
 
 __all__ = ["PREFIX", "routes"]
 
@@ -192,7 +193,7 @@ async def _run(
                 layers, client.blob, repository, digest, started
             )
             job.report = report
-    except (RegistryClientError, UnsupportedArtifact, LayerError) as error:
+    except (RegistryClientError, UnsupportedArtifact, LayerError, IncompleteScan) as error:
         job.error = str(error)
     except Exception as error:
         log.exception("adapter scan failed", digest=digest)

@@ -11,15 +11,16 @@ import functools
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from portside.oci import mediatypes as mt
 from portside.scanner.analyses import LayerAnalyses
+from portside.scanner.coverage import Coverage
 from portside.scanner.image import ImageContents, merge_layers
 from portside.scanner.matching import match, normalize_name
-from portside.scanner.model import Finding, LayerResult, Package
-from portside.scanner.vulndb import VulnDB
+from portside.scanner.model import Advisory, Finding, LayerResult, Package, Severity
+from portside.scanner.vulndb import ALIASES, VulnDB
 
 __all__ = ["LAYER_MEDIA_TYPES", "ImageScan", "ImageScanner", "UnsupportedArtifact", "layers_of"]
 
@@ -74,6 +75,15 @@ def layers_of(manifest: bytes) -> list[Layer]:
 class ImageScan:
     contents: ImageContents
     findings: list[Finding]
+    coverage: Coverage
+
+
+def _rating_order(advisory: Advisory) -> tuple[int, float, int, str]:
+    """Sorts the records that could rate a finding, best first: a scored CVSS vector before a
+    bare severity word, then the higher score or severity, then by id (the same choice on
+    every scan)."""
+    scored = advisory.cvss_score is not None
+    return (-scored, -(advisory.cvss_score or 0.0), -Severity.rank(advisory.severity), advisory.id)
 
 
 class ImageScanner:
@@ -95,7 +105,8 @@ class ImageScanner:
 
     async def scan(self, layers: Sequence[Layer], open_blob: OpenBlob) -> ImageScan:
         contents = await self.contents(layers, open_blob)
-        return ImageScan(contents, await self.findings(contents.packages))
+        coverage = Coverage.of(contents.packages, await self._vulndb.ecosystems())
+        return ImageScan(contents, await self.findings(contents.packages), coverage)
 
     async def findings(self, packages: Sequence[Package]) -> list[Finding]:
         by_ecosystem: dict[str, list[Package]] = defaultdict(list)
@@ -111,4 +122,30 @@ class ImageScanner:
                 candidates = advisories.get(normalize_name(ecosystem, package.match_name), [])
                 if candidates:
                     findings.extend(match(package, ecosystem, candidates))
-        return findings
+        return await self._rated(findings)
+
+    async def _rated(self, findings: list[Finding]) -> list[Finding]:
+        """Findings whose advisory has no severity get one from another imported record of
+        the same vulnerability (found by its ids and aliases), when one has a severity."""
+        unrated = [f for f in findings if f.advisory.severity == Severity.UNKNOWN]
+        if not unrated:
+            return findings
+        keys = {key for f in unrated for key in (f.advisory.id, *f.advisory.aliases)}
+        related = await self._vulndb.advisories_for(ALIASES, keys)
+        rated: list[Finding] = []
+        for finding in findings:
+            if finding.advisory.severity == Severity.UNKNOWN:
+                own = finding.advisory
+                candidates = {
+                    other.id: other
+                    for key in (own.id, *own.aliases)
+                    for other in related.get(key, [])
+                    if other.id != own.id
+                    and not other.withdrawn
+                    and other.severity != Severity.UNKNOWN
+                }
+                if candidates:
+                    best = min(candidates.values(), key=_rating_order)
+                    finding = replace(finding, rating=best)
+            rated.append(finding)
+        return rated

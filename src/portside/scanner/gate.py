@@ -1,6 +1,8 @@
 """The pull gate: in a project with ``prevent_vul`` set, a manifest whose findings reach the
 project's ``severity`` is not served, nor (with ``scanner.block_unscanned``, as in Harbor) one
-that has no successful scan yet. CVEs on the project's effective allowlist do not count.
+that has no successful scan yet. A scan the advisories did not cover (an empty database, or none
+for an ecosystem the image needs) is not a successful one: its findings count, but finding
+nothing there proves nothing. CVEs on the project's effective allowlist do not count.
 
 The common case costs nothing: a project without ``prevent_vul`` is decided from its cached
 metadata. Otherwise the verdict per (project, digest) is cached for ``cache_ttl`` seconds; a scan
@@ -21,7 +23,7 @@ from portside.registry.cache import LRUCache
 from portside.scanner.allowlists import Allowlists
 from portside.scanner.engine import UnsupportedArtifact, layers_of
 from portside.scanner.model import Severity
-from portside.scanner.reports import VULNERABILITY_REPORT, ScanReports
+from portside.scanner.reports import INCOMPLETE, VULNERABILITY_REPORT, ScanReports
 
 __all__ = ["PullGate", "Verdict"]
 
@@ -88,17 +90,25 @@ class PullGate:
             f"{threshold} or higher"
         )
         job = (await self._reports.jobs([digest], VULNERABILITY_REPORT)).get(digest)
-        if job is None or job.summary is None:  # no successful scan, ever
-            if self._block_unscanned:
-                return Verdict(False, f"this image has not been scanned successfully, and {policy}")
-            return _ALLOWED
-        allowed = await self._allowlists.effective(project)
-        rank = Severity.rank(threshold)
-        blocking = sorted(
-            cve
-            for cve, severity in dict(job.summary.get("cves", {})).items()
-            if cve not in allowed and Severity.rank(str(severity)) >= rank
-        )
+        summary = job.summary if job is not None else None
+        blocking: list[str] = []
+        if summary is not None:
+            allowed = await self._allowlists.effective(project)
+            rank = Severity.rank(threshold)
+            blocking = sorted(
+                cve
+                for cve, severity in dict(summary.get("cves", {})).items()
+                if cve not in allowed and Severity.rank(str(severity)) >= rank
+            )
+        if not blocking and (summary is None or summary.get(INCOMPLETE)):
+            # Never scanned successfully, or scanned without the advisories the image needs
+            # (what it found is judged above, but finding nothing proves nothing).
+            if not self._block_unscanned:
+                return _ALLOWED
+            why = f" ({job.message})" if job is not None and summary and job.message else ""
+            return Verdict(
+                False, f"this image has not been scanned successfully{why}, and {policy}"
+            )
         if not blocking:
             return _ALLOWED
         shown = ", ".join(blocking[:5]) + (" …" if len(blocking) > 5 else "")

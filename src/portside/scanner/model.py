@@ -26,7 +26,8 @@ __all__ = [
 class Severity:
     """Harbor's severity names, in Harbor's order: ``None`` (nothing found) ranks lowest, then
     ``Unknown`` (found, but unrated), so a gate at any level still counts unrated findings
-    only when it is set to ``none``."""
+    only when it is set to ``none``. A report with findings is never ``None`` overall
+    (:func:`portside.scanner.report.overall_severity`)."""
 
     NONE = "None"
     UNKNOWN = "Unknown"
@@ -128,6 +129,14 @@ class Finding:
     advisory: Advisory
     package: Package
     fix_version: str = ""  # lowest ``fixed`` above the installed version, or ""
+    # Another imported record of the same vulnerability (an alias: a GHSA or distribution
+    # record of its CVE) whose severity and CVSS stand in for the advisory's, which has none.
+    rating: Advisory | None = None
+
+    @property
+    def rated_by(self) -> Advisory:
+        """The record the finding's severity and CVSS come from."""
+        return self.rating or self.advisory
 
     @property
     def id(self) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from portside.scanner.coverage import Coverage
 from portside.scanner.model import Finding, Severity
 
 __all__ = [
@@ -107,12 +108,13 @@ def item_severity(name: str) -> str:
 
 
 def overall_severity(severities: Iterable[str]) -> str:
-    """Harbor's overall severity: start from None and take an item's severity only when it
-    weighs more, so no items (or only Unknown ones) give None."""
+    """The overall severity: the heaviest item's, by Harbor's weights; ``None`` only when there
+    are no items. Harbor starts from None and so calls a report of unrated findings None,
+    which reads as clean: here any finding makes it ``Unknown`` at least."""
     overall = Severity.NONE
     for severity in severities:
-        if _HARBOR_CODE.get(severity, 0) > _HARBOR_CODE[overall]:
-            overall = severity
+        if overall == Severity.NONE or _HARBOR_CODE.get(severity, 0) > _HARBOR_CODE[overall]:
+            overall = severity if _HARBOR_CODE.get(severity, 0) else Severity.UNKNOWN
     return overall
 
 
@@ -147,14 +149,18 @@ def _cvss(vector: str, score: float | None) -> tuple[dict[str, Any], dict[str, A
 
 
 def _item(finding: Finding, artifact_digest: str) -> dict[str, Any]:
-    advisory = finding.advisory
-    preferred, vendor = _cvss(advisory.cvss_vector, advisory.cvss_score)
+    advisory, rated = finding.advisory, finding.rated_by
+    preferred, vendor = _cvss(rated.cvss_vector, rated.cvss_score)
+    severity = item_severity(rated.severity)
     return {
         "id": finding.id,
         "package": finding.package.name,
         "version": finding.package.version,
         "fix_version": finding.fix_version,
-        "severity": item_severity(advisory.severity),
+        "severity": severity,
+        # Portside's: the record the severity was taken from (the advisory itself, or another
+        # record of the same CVE when the advisory has none), "" when no record rates it.
+        "severity_source": rated.id if rated.severity != Severity.UNKNOWN else "",
         # Trivy's statuses, which Harbor passes through: a fix exists, or not yet.
         "status": "fixed" if finding.fix_version else "affected",
         "description": (advisory.details or advisory.summary)[:_MAX_TEXT],
@@ -199,18 +205,24 @@ def harbor_report(
     *,
     repository: str = "",
     mime_type: str = "",
+    coverage: Coverage | None = None,
 ) -> dict[str, Any]:
     """The report for one artifact. ``repository`` and ``mime_type`` (the manifest's media
-    type) fill the spec's optional ``artifact`` fields when given."""
+    type) fill the spec's optional ``artifact`` fields when given. ``coverage`` adds
+    Portside's ``coverage`` object: whether the advisories covered every package, and if
+    not, which ecosystems were not checked and why."""
     vulnerabilities = vulnerability_items(findings, artifact_digest)
     artifact = {"repository": repository, "digest": artifact_digest, "mime_type": mime_type}
-    return {
+    report = {
         "generated_at": _iso(generated_at),
         "artifact": {key: value for key, value in artifact.items() if value},
         "scanner": scanner.to_json(),
         "severity": overall_severity(item["severity"] for item in vulnerabilities),
         "vulnerabilities": vulnerabilities,
     }
+    if coverage is not None:
+        report["coverage"] = coverage.to_json()
+    return report
 
 
 def summarize(vulnerabilities: Iterable[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -240,11 +252,14 @@ def scan_overview(
     severity: str = "",
     summary: Mapping[str, Any] | None = None,
     mime_type: str = REPORT_MIME_TYPE,
+    message: str = "",
 ) -> dict[str, dict[str, Any]]:
     """``scan_overview`` of an artifact listing, keyed by report MIME type. Pass ``severity``
     and ``summary`` from :func:`summarize` once the scan succeeded; Harbor sends neither, nor
     the scanner, while a scan is pending, running, stopped or failed, and 100 as
-    ``complete_percent`` only on success. Times are zero times when unknown, as in Harbor."""
+    ``complete_percent`` only on success. Times are zero times when unknown, as in Harbor.
+    ``message`` (Portside's) says why a scan that did not succeed ended so: a failure, or a
+    scan the advisories did not cover (:mod:`portside.scanner.coverage`)."""
     zero = datetime(1, 1, 1, tzinfo=UTC)
     start, end = start_time or zero, end_time or zero
     duration = max(int(end.timestamp() - start.timestamp()), 0) if start_time and end_time else 0
@@ -259,6 +274,7 @@ def scan_overview(
         "end_time": _iso(end, millis=True),
         "complete_percent": 100 if success else 0,
         "scanner": scanner.to_json() if success and scanner else None,
+        "message": "" if success else message,
     }
     # go-swagger omits empty strings, zero numbers and nil objects; the times always appear.
     return {

@@ -28,6 +28,7 @@ from portside.scanner.report import REPORT_MIME_TYPE
 
 __all__ = [
     "ERROR",
+    "INCOMPLETE",
     "PENDING",
     "RUNNING",
     "SBOM_REPORT",
@@ -44,6 +45,9 @@ SBOM_REPORT = "application/vnd.security.sbom.report+json; version=1.0"
 
 PENDING, RUNNING, SUCCESS, ERROR, STOPPED = "Pending", "Running", "Success", "Error", "Stopped"
 ACTIVE = (PENDING, RUNNING)
+# The summary key (true) of a scan the advisories did not cover: it ended Error, but with a
+# report of what it could check (see portside.scanner.coverage).
+INCOMPLETE = "incomplete"
 
 
 @dataclass(frozen=True)
@@ -212,9 +216,10 @@ class ScanReports:
         message: str | None = None,
     ) -> bool:
         """Store a job's outcome. False when the job was stopped (or taken back) meanwhile.
-        A failure keeps the previous successful result."""
+        A failure keeps the previous successful result, unless it brings a report of its own
+        (an incomplete scan's, which is newer than any before it)."""
         values: dict[str, Any] = {"status": status, "message": message, "end_time": now()}
-        if status == SUCCESS:
+        if status == SUCCESS or report is not None:
             values.update(severity=severity, summary=_dumps(summary), report=_dumps(report))
 
         def store(connection: Connection) -> bool:

@@ -39,6 +39,7 @@ from portside.registry.blobs import Blobs
 from portside.registry.manifests import Manifests, Reference
 from portside.scanner.adapter_api import AdapterError
 from portside.scanner.analyses import LayerAnalyses
+from portside.scanner.coverage import IMPORT_HINT, Coverage
 from portside.scanner.engine import (
     ImageScanner,
     Layer,
@@ -54,6 +55,7 @@ from portside.scanner.report import ScannerInfo, harbor_report, item_severity
 from portside.scanner.report import summarize as report_summary
 from portside.scanner.reports import (
     ERROR,
+    INCOMPLETE,
     SBOM_REPORT,
     SUCCESS,
     VULNERABILITY_REPORT,
@@ -74,7 +76,7 @@ from portside.scanner.vulndb import VulnDB
 from portside.storage.base import StorageDriver
 from portside.storage.layout import blob_path
 
-__all__ = ["ScanUnavailable", "Scans", "summarize"]
+__all__ = ["IncompleteScan", "ScanUnavailable", "Scans", "summarize"]
 
 log = structlog.get_logger("portside.scanner")
 
@@ -92,6 +94,11 @@ class ImageManifest:
 
 class ScanUnavailable(Exception):
     """No enabled scanner serves this project."""
+
+
+class IncompleteScan(Exception):
+    """The vulnerability database does not cover the image; the message says what is missing
+    and how to import it."""
 
 
 def summarize(vulnerabilities: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -172,6 +179,12 @@ class Scans:
         await self.registrations.ensure_builtin(
             "Portside's built-in scanner: offline, from the imported vulnerability database"
         )
+        if not await self.vulndb.ecosystems():
+            # Every scan by the built-in scanner would end incomplete: say so, and what to do.
+            log.warning(
+                "the vulnerability database is empty: the built-in scanner can check nothing "
+                f"until advisories are imported; {IMPORT_HINT} (see docs/scanning.md)"
+            )
         self.workers.start()
         self._schedule = asyncio.create_task(self.scan_all.loop(), name="scan-all schedule")
 
@@ -288,9 +301,14 @@ class Scans:
         digest: str,
         started: dt.datetime,
     ) -> dict[str, Any]:
-        """Scan an image of another registry (the adapter API) and return its report."""
+        """Scan an image of another registry (the adapter API) and return its report.
+        Raises :class:`IncompleteScan` when the advisories do not cover the image: the
+        adapter API has no way to mark a report incomplete, so the scan fails, as Harbor's
+        own scanner does without its database."""
         scan = await self._remote_engine.scan(layers, open_blob)
-        return self._report(repository, digest, scan.findings, started)
+        if not scan.coverage.complete:
+            raise IncompleteScan(scan.coverage.message)
+        return self._report(repository, digest, scan.findings, started, scan.coverage)
 
     async def _run(self, job: ScanJob) -> JobOutcome:
         registration = await self.registrations.get(job.registration_uuid)
@@ -417,27 +435,49 @@ class Scans:
             return await self._external_scan(job, registration)
         images = await self.images(job.digest)
         findings: list[Finding] = []
+        coverage = Coverage()
         for image in images:
             scan = await self.engine.scan(image.layers, self._open_blob)
             findings.extend(scan.findings)
+            coverage = coverage.merge(scan.coverage)
             if image.digest != job.digest:
                 # A platform of an index: record its own report too, so pulling it by digest
                 # (what clients do after resolving the index) is judged on its findings.
-                child = self._outcome(job.repository, image.digest, scan.findings, started)
+                child = self._outcome(
+                    job.repository, image.digest, scan.findings, started, scan.coverage
+                )
                 await self.reports.record(
                     image.digest, job.repository, job.registration_uuid, job.mime_type, child
                 )
-        return self._outcome(job.repository, job.digest, findings, started)
+        return self._outcome(job.repository, job.digest, findings, started, coverage)
 
     def _outcome(
-        self, repository: str, digest: str, findings: list[Finding], started: dt.datetime
+        self,
+        repository: str,
+        digest: str,
+        findings: list[Finding],
+        started: dt.datetime,
+        coverage: Coverage,
     ) -> JobOutcome:
-        report = self._report(repository, digest, findings, started)
+        """A scan's result. One the advisories did not cover ends ``Error`` (a Harbor status
+        every client knows is not a clean bill) with the reason as its message, and keeps its
+        report and summary, marked ``incomplete``: the findings it did make still count."""
+        report = self._report(repository, digest, findings, started, coverage)
         severity, summary = summarize(report.get("vulnerabilities", []))
-        return JobOutcome(SUCCESS, severity=severity, summary=summary, report=report)
+        if coverage.complete:
+            return JobOutcome(SUCCESS, severity=severity, summary=summary, report=report)
+        summary[INCOMPLETE] = True
+        return JobOutcome(
+            ERROR, severity=severity, summary=summary, report=report, message=coverage.message
+        )
 
     def _report(
-        self, repository: str, digest: str, findings: list[Finding], started: dt.datetime
+        self,
+        repository: str,
+        digest: str,
+        findings: list[Finding],
+        started: dt.datetime,
+        coverage: Coverage,
     ) -> dict[str, Any]:
         return harbor_report(
             findings,
@@ -445,6 +485,7 @@ class Scans:
             digest,
             started,
             repository=repository,
+            coverage=coverage,
         )
 
 

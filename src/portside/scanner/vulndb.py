@@ -9,6 +9,12 @@ counted and skipped. Every import increases a generation number.
 
 Lookup (:meth:`VulnDB.advisories_for`) keeps the advisories it has read in memory until the
 generation changes, which costs one small query per call to learn.
+
+Besides one row per affected package, ``vuln_affected`` holds one row per id an advisory is
+known by (its own and its aliases) under the ecosystem :data:`ALIASES`, which no OSV record
+can name (an entry without an ecosystem is dropped when parsed). ``advisories_for(ALIASES,
+ids)`` therefore finds every record of the same vulnerability: the GHSA and distribution
+records of a CVE, which may rate a vulnerability that its own record leaves unrated.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from portside.scanner.matching import advisory_ecosystem, normalize_name
 from portside.scanner.model import Advisory, AffectedPackage
 from portside.scanner.osv import InvalidRecord, parse_record
 
-__all__ = ["ImportStats", "VulnDB", "advisory_from_json", "advisory_to_json"]
+__all__ = ["ALIASES", "ImportStats", "VulnDB", "advisory_from_json", "advisory_to_json"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +51,7 @@ MAX_ARCHIVE_MEMBERS = 1_000_000
 MAX_ARCHIVE_BYTES = 4 * 1024**3  # uncompressed, all members together: stops zip bombs
 _BATCH = 500  # rows per statement when writing, names per query when reading
 _CACHE_LIMIT = 50_000  # cached (ecosystem, name) lookups before the cache starts afresh
+ALIASES = ""  # the lookup rows' ecosystem for the ids an advisory is known by (see above)
 
 Progress = Callable[[int, int], None]  # (files read, files in all)
 
@@ -232,10 +239,11 @@ def _record_files(root: Path) -> Iterator[Path]:
 
 
 def _affected_rows(advisory: Advisory) -> set[tuple[str, str]]:
+    """The (ecosystem, name) lookup rows of an advisory: its packages, and its ids."""
     return {
         (advisory_ecosystem(entry.ecosystem), normalize_name(entry.ecosystem, entry.name))
         for entry in advisory.affected
-    }
+    } | {(ALIASES, known_as) for known_as in (advisory.id, *advisory.aliases)}
 
 
 def _chunks(items: list[Any], size: int = _BATCH) -> Iterator[list[Any]]:
@@ -294,6 +302,7 @@ def _status(connection: Connection) -> dict[str, Any]:
     meta = connection.execute(select(vuln_db_meta).where(vuln_db_meta.c.id == 1)).first()
     per_ecosystem = connection.execute(
         select(vuln_affected.c.ecosystem, func.count(func.distinct(vuln_affected.c.advisory_id)))
+        .where(vuln_affected.c.ecosystem != ALIASES)
         .group_by(vuln_affected.c.ecosystem)
         .order_by(vuln_affected.c.ecosystem)
     ).all()
@@ -318,6 +327,15 @@ def _generation(connection: Connection) -> int:
         select(vuln_db_meta.c.generation).where(vuln_db_meta.c.id == 1)
     ).scalar_one_or_none()
     return int(value or 0)
+
+
+def _ecosystems(connection: Connection) -> tuple[int, frozenset[str]]:
+    """The generation and the ecosystems that have advisories, read on one connection."""
+    generation = _generation(connection)
+    found = connection.execute(
+        select(vuln_affected.c.ecosystem).where(vuln_affected.c.ecosystem != ALIASES).distinct()
+    ).scalars()
+    return generation, frozenset(found)
 
 
 def _lookup(
@@ -346,6 +364,7 @@ class VulnDB:
         # (ecosystem, normalised name) -> advisories; advisories shared between names.
         self._by_name: dict[tuple[str, str], list[Advisory]] = {}
         self._by_id: dict[str, Advisory] = {}
+        self._ecosystems: tuple[int, frozenset[str]] = (-1, frozenset())
         self._lock = asyncio.Lock()
 
     async def import_path(
@@ -399,6 +418,15 @@ class VulnDB:
         """``advisories``, ``ecosystems`` (advisories per ecosystem), ``imported_at``,
         ``source`` and ``generation`` (0 before the first import)."""
         return await self.db.read(_status)
+
+    async def ecosystems(self) -> frozenset[str]:
+        """The ecosystems the database has advisories for (empty before the first import),
+        read again only after an import: one small query per call to learn of one."""
+        generation, known = self._ecosystems
+        if generation >= 0 and generation == await self.db.read(_generation):
+            return known
+        self._ecosystems = await self.db.read(_ecosystems)
+        return self._ecosystems[1]
 
     async def advisories_for(
         self, ecosystem: str, names: Iterable[str]

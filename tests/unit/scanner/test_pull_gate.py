@@ -15,6 +15,8 @@ from portside.scanner.allowlists import Allowlists
 from portside.scanner.gate import PullGate
 from portside.scanner.registrations import BUILTIN_UUID, Registrations
 from portside.scanner.reports import (
+    ERROR,
+    INCOMPLETE,
     SUCCESS,
     VULNERABILITY_REPORT,
     JobOutcome,
@@ -100,3 +102,38 @@ async def test_a_finished_scan_on_the_bus_clears_cached_verdicts(db: Database) -
     assert not (await gate.check(project, DIGEST, mt.OCI_MANIFEST, IMAGE)).allowed  # cached
     await events.publish(Event(SCANNING_COMPLETED, "guarded/app", DIGEST))
     assert (await gate.check(project, DIGEST, mt.OCI_MANIFEST, IMAGE)).allowed
+
+
+# -- scans the advisories did not cover ---------------------------------------------------------
+
+MISSING = "scan incomplete: the vulnerability database has no advisories for Alpine:v3.19"
+
+
+async def _scanned_incomplete(reports: ScanReports, cves: dict[str, str]) -> None:
+    """What an Alpine image's scan leaves when no Alpine advisories were imported."""
+    summary = {"total": len(cves), "cves": cves, INCOMPLETE: True}
+    outcome = JobOutcome(ERROR, severity="None", summary=summary, report={}, message=MISSING)
+    await reports.record(DIGEST, "guarded/app", BUILTIN_UUID, VULNERABILITY_REPORT, outcome)
+
+
+async def test_an_image_scanned_without_its_advisories_counts_as_not_scanned(
+    db: Database,
+) -> None:
+    gate, reports = await _gate(db)
+    await _scanned_incomplete(reports, {})
+    verdict = await gate.check(_guarded_project(), DIGEST, mt.OCI_MANIFEST, IMAGE)
+    assert not verdict.allowed
+    assert "has not been scanned successfully" in verdict.reason
+    assert "Alpine:v3.19" in verdict.reason
+    lenient = PullGate(reports, Allowlists(db, 60), block_unscanned=False, cache_ttl=60)
+    assert (await lenient.check(_guarded_project(), DIGEST, mt.OCI_MANIFEST, IMAGE)).allowed
+
+
+async def test_what_an_incomplete_scan_did_find_still_blocks(db: Database) -> None:
+    await Registrations(db).ensure_builtin("built in")
+    reports = ScanReports(db)
+    await _scanned_incomplete(reports, {"CVE-2024-0001": "Critical"})
+    lenient = PullGate(reports, Allowlists(db, 60), block_unscanned=False, cache_ttl=60)
+    verdict = await lenient.check(_guarded_project(), DIGEST, mt.OCI_MANIFEST, IMAGE)
+    assert not verdict.allowed
+    assert "CVE-2024-0001" in verdict.reason

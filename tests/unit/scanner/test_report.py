@@ -21,6 +21,7 @@ import pytest
 from harborapi.models.models import ScanOverview
 from harborapi.models.scanner import HarborVulnerabilityReport, VulnerabilityItem
 
+from portside.scanner.coverage import Coverage
 from portside.scanner.model import Advisory, Finding, Package, Severity
 from portside.scanner.report import (
     CSV_COLUMNS,
@@ -107,6 +108,14 @@ ITEM_FIELDS: dict[str, type | tuple[type, ...]] = {
     "preferred_cvss": dict,
     "cwe_ids": list,
     "vendor_attributes": dict,
+    "severity_source": str,  # Portside's: the record the severity was taken from
+}
+# Portside's report object saying whether the advisories covered every package.
+COVERAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "complete": bool,
+    "database_empty": bool,
+    "missing_ecosystems": dict,
+    "message": str,
 }
 CVSS_FIELDS: dict[str, type | tuple[type, ...]] = {
     "score_v3": (float, type(None)),
@@ -129,10 +138,11 @@ def _typed(where: str, value: dict[str, Any], fields: dict[str, Any]) -> list[st
 def shape_problems(report: dict[str, Any]) -> list[str]:
     """The report as the spec and Harbor's rendering define it: top level generated_at
     (date-time), artifact{repository?, digest, tag?, mime_type?}, scanner{name, vendor,
-    version}, severity, vulnerabilities[]; each item every Harbor key, typed."""
+    version}, severity, vulnerabilities[] and Portside's coverage{}; each item every Harbor key
+    and Portside's severity_source, typed."""
     problems = _typed(
         "report",
-        report,
+        {key: value for key, value in report.items() if key != "coverage"},
         {
             "generated_at": str,
             "artifact": dict,
@@ -141,6 +151,8 @@ def shape_problems(report: dict[str, Any]) -> list[str]:
             "vulnerabilities": list,
         },
     )
+    if "coverage" in report:
+        problems += _typed("coverage", report["coverage"], COVERAGE_FIELDS)
     try:
         datetime.fromisoformat(report["generated_at"])
     except (KeyError, TypeError, ValueError):
@@ -220,10 +232,13 @@ def test_a_harbor_client_parses_the_report(report: dict[str, Any]) -> None:
     assert parsed.severity is not None and parsed.severity.value == "Critical"
     assert len(parsed.vulnerabilities) == 4
     assert len(parsed.fixable) == 3
-    # Every key is one the client's model knows, except the two Harbor adds when it renders.
-    known = set(VulnerabilityItem.model_fields) | {"status", "artifact_digests"}
+    # Every key is one the client's model knows, except the two Harbor adds when it renders
+    # and Portside's severity_source (and coverage), which clients ignore.
+    known = set(VulnerabilityItem.model_fields) | {"status", "artifact_digests", "severity_source"}
     assert {key for item in report["vulnerabilities"] for key in item} <= known
     assert set(report) <= set(HarborVulnerabilityReport.model_fields)
+    covered = {**report, "coverage": Coverage(database_empty=True).to_json()}
+    assert HarborVulnerabilityReport.model_validate(covered).severity is not None
 
 
 def test_items_use_the_cve_alias_and_carry_cvss(report: dict[str, Any]) -> None:
@@ -241,6 +256,7 @@ def test_items_use_the_cve_alias_and_carry_cvss(report: dict[str, Any]) -> None:
         "preferred_cvss": {"score_v3": 5.3, "score_v2": None, "vector_v3": V3, "vector_v2": ""},
         "cwe_ids": ["CWE-287"],
         "vendor_attributes": {"CVSS": {"nvd": {"V3Score": 5.3, "V3Vector": V3}}},
+        "severity_source": "DEBIAN-CVE-2023-2975-openssl",
     }
     requests = next(v for v in report["vulnerabilities"] if v["package"] == "requests")
     assert requests["id"] == "PYSEC-2023-74"  # no CVE alias: the advisory's own id
@@ -294,8 +310,8 @@ def test_severity_follows_harbor() -> None:
     assert item_severity("HIGH") == "High"
     assert item_severity("bogus") == "Unknown"
     assert overall_severity([]) == "None"
-    assert overall_severity(["Unknown"]) == "None"  # Harbor weighs Unknown like None
     assert overall_severity(["Low", "Critical", "High"]) == "Critical"
+    assert overall_severity(["Unknown", "Low"]) == "Low"
     empty = harbor_report([], SCANNER, DIGEST, GENERATED)
     assert (empty["severity"], empty["vulnerabilities"]) == ("None", [])
     assert empty["artifact"] == {"digest": DIGEST}
@@ -417,3 +433,98 @@ def test_a_malformed_stored_report_is_read_without_failing() -> None:
         {"vulnerabilities": items}, repository="r", artifact_digest=DIGEST, scanner_name="s"
     )
     assert [row[6:8] for row in rows] == [("High", ""), ("Unknown", "79")]
+
+
+# -- unrated findings, and severities taken from other records ----------------------------------
+
+GO_MODULE = Package("golang.org/x/net", "0.7.0", "Go", "usr/local/bin/app")
+
+
+def test_findings_never_make_the_overall_severity_none() -> None:
+    # Go's advisories carry no severity: 217 unrated findings must not read as clean.
+    # (Harbor weighs Unknown like None, and so calls such a report None.)
+    assert overall_severity(["Unknown"] * 217) == "Unknown"
+    assert overall_severity(["None"]) == "Unknown"  # a Negligible item is still a finding
+    findings = [
+        Finding(advisory(f"GO-2023-{n:04}", severity=Severity.UNKNOWN), GO_MODULE)
+        for n in range(217)
+    ]
+    report = harbor_report(findings, SCANNER, DIGEST, GENERATED)
+    assert report["severity"] == "Unknown"
+    severity, summary = summarize(report["vulnerabilities"])
+    assert (severity, summary["summary"]) == ("Unknown", {"Unknown": 217})
+    assert all(item["severity_source"] == "" for item in report["vulnerabilities"])
+
+
+def test_an_unrated_finding_takes_its_severity_from_the_record_that_rates_it() -> None:
+    go = advisory(
+        "GO-2023-1571", aliases=("CVE-2022-41723", "GHSA-vvpx-j8f3-3w6h"), severity="Unknown"
+    )
+    ghsa = advisory(
+        "GHSA-vvpx-j8f3-3w6h",
+        aliases=("CVE-2022-41723",),
+        severity=Severity.HIGH,
+        vector="CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H",
+        score=7.5,
+    )
+    report = harbor_report(
+        [Finding(go, GO_MODULE, "0.7.0", rating=ghsa)], SCANNER, DIGEST, GENERATED
+    )
+    assert shape_problems(report) == []
+    item = report["vulnerabilities"][0]
+    assert (item["id"], item["severity"]) == ("CVE-2022-41723", "High")
+    assert item["severity_source"] == "GHSA-vvpx-j8f3-3w6h"
+    assert item["preferred_cvss"]["score_v3"] == 7.5
+    assert item["description"] == "GO-2023-1571 details"  # the finding's own advisory still
+    assert report["severity"] == "High"
+
+
+def test_an_incomplete_scan_says_so_in_its_report_and_overview() -> None:
+    coverage = Coverage(missing={"Alpine:v3.19": 14})
+    assert not coverage.complete
+    assert "Alpine:v3.19 (14 packages)" in coverage.message
+    assert "portside vulndb import" in coverage.message
+    report = harbor_report([], SCANNER, DIGEST, GENERATED, coverage=coverage)
+    assert shape_problems(report) == []
+    assert report["coverage"] == {
+        "complete": False,
+        "database_empty": False,
+        "missing_ecosystems": {"Alpine:v3.19": 14},
+        "message": coverage.message,
+    }
+    overview = scan_overview(
+        report_id="r2",
+        scan_status="Error",
+        start_time=datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC),
+        end_time=datetime(2026, 11, 27, 12, 0, 1, tzinfo=UTC),
+        scanner=SCANNER,
+        severity="None",
+        summary={"total": 0, "fixable": 0, "summary": {}},
+        message=coverage.message,
+    )[REPORT_MIME_TYPE]
+    assert overview["scan_status"] == "Error"
+    assert overview["message"] == coverage.message
+    assert "severity" not in overview and "summary" not in overview  # as Harbor's on Error
+    assert ScanOverview.model_validate({REPORT_MIME_TYPE: overview}).root is not None
+    success = scan_overview(
+        report_id="r3", scan_status="Success", start_time=None, end_time=None, message="ignored"
+    )[REPORT_MIME_TYPE]
+    assert "message" not in success
+
+
+def test_coverage_of_an_image_names_what_the_database_lacks() -> None:
+    packages = [
+        Package("musl", "1.2.4-r2", "Alpine:v3.19", "lib/apk/db/installed"),
+        Package("busybox", "1.36.1-r15", "Alpine:v3.19", "lib/apk/db/installed"),
+        Package("requests", "2.19.1", "PyPI", "app/requests-2.19.1.dist-info/METADATA"),
+        Package("bash", "5.2", "rpm", "var/lib/rpm/rpmdb.sqlite"),  # an OS OSV does not cover
+    ]
+    assert Coverage.of(packages, frozenset({"PyPI", "Alpine:v3.19"})).complete
+    partial = Coverage.of(packages, frozenset({"PyPI", "Debian:12"}))
+    assert (partial.database_empty, dict(partial.missing)) == (False, {"Alpine:v3.19": 2})
+    empty = Coverage.of([], frozenset())
+    assert empty.database_empty and not empty.complete
+    assert "vulnerability database is empty" in empty.message
+    merged = partial.merge(Coverage.of(packages[:1], frozenset()))
+    assert merged.database_empty and dict(merged.missing) == {"Alpine:v3.19": 3}
+    assert Coverage().message == ""

@@ -13,14 +13,27 @@ from portside.api.harbor.access import services_of
 from portside.audit.log import iso8601
 from portside.scanner.registrations import BUILTIN_UUID
 from portside.scanner.report import ScannerInfo, scan_overview
-from portside.scanner.reports import SBOM_REPORT, SUCCESS, VULNERABILITY_REPORT, ScanJob
+from portside.scanner.reports import (
+    INCOMPLETE,
+    SBOM_REPORT,
+    SUCCESS,
+    VULNERABILITY_REPORT,
+    ScanJob,
+)
 
-__all__ = ["scan_overviews", "vulnerability_reports"]
+__all__ = ["scan_overviews", "shown_summary", "vulnerability_reports"]
+
+
+def shown_summary(job: ScanJob) -> dict[str, Any]:
+    """A job's summary as Harbor shows it: without the keys only Portside reads (the CVEs for
+    the pull gate, the incomplete mark)."""
+    return {k: v for k, v in (job.summary or {}).items() if k not in ("cves", INCOMPLETE)}
 
 
 def _overview(job: ScanJob, builtin: ScannerInfo) -> dict[str, Any]:
-    """Harbor's ``NativeReportSummary`` of one job, keyed by report type."""
-    summary = {k: v for k, v in (job.summary or {}).items() if k != "cves"}
+    """Harbor's ``NativeReportSummary`` of one job, keyed by report type, plus the job's
+    ``message`` when it did not succeed."""
+    summary = shown_summary(job)
     return scan_overview(
         report_id=job.uuid,
         scan_status=job.status,
@@ -30,6 +43,7 @@ def _overview(job: ScanJob, builtin: ScannerInfo) -> dict[str, Any]:
         severity=job.severity or "",
         summary=summary or None,
         mime_type=job.mime_type,
+        message=job.message or "",
     )
 
 
@@ -74,11 +88,12 @@ def _sbom_overview(
 
 async def vulnerability_reports(request: Request, digest: str) -> dict[str, Any]:
     """The ``vulnerabilities`` addition: each report type the caller accepts, by MIME type.
-    Empty when the artifact was never scanned successfully."""
+    Empty when the artifact was never scanned successfully; an incomplete scan's report is
+    shown, with its ``coverage`` saying what was not checked."""
     scans = services_of(request).scans
     jobs = await scans.reports.jobs([digest], VULNERABILITY_REPORT)
     job = jobs.get(digest)
-    if job is None or job.summary is None:  # never scanned successfully
+    if job is None or job.summary is None:  # no report yet
         return {}
     report = await scans.reports.report(job.id)
     return {VULNERABILITY_REPORT: report} if report is not None else {}

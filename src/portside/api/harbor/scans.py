@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from portside.api.harbor.access import Caller, record_change, services_of
 from portside.api.harbor.artifacts import _ARTIFACT, _target
 from portside.api.harbor.errors import HarborError
+from portside.api.harbor.scan_results import shown_summary
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
@@ -157,9 +158,7 @@ async def scan_log(
     if job.message:
         lines.append(job.message)
     if job.summary:
-        lines.append(
-            "summary: " + json.dumps({k: v for k, v in job.summary.items() if k != "cves"})
-        )
+        lines.append("summary: " + json.dumps(shown_summary(job)))
     return Response("\n".join(lines) + "\n", media_type="text/plain; charset=utf-8")
 
 

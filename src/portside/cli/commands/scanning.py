@@ -67,7 +67,9 @@ def scan(
     output: str,
 ) -> None:
     """Scan ARTIFACT (PROJECT/REPOSITORY:TAG or @DIGEST) for vulnerabilities and list what
-    was found. Exit status 0 when the scan finished, 1 when it failed.
+    was found. Exit status 0 when the scan finished, 1 when it failed or was incomplete (the
+    vulnerability database had no advisories for some of the image's packages: what was
+    found is listed, and what was not checked is named).
 
     Example: portside scan library/nginx:1.25
     """
@@ -78,6 +80,7 @@ def scan(
         api.post(f"{path}/scan/stop", json=body)
         click.echo(f"stopped the scan of {reference}")
         return
+    overview: dict[str, Any] = {}  # how the scan just run ended (none with --report)
     if not report_only:
         api.post(f"{path}/scan", json=body)
         if sbom or not wait:
@@ -92,25 +95,41 @@ def scan(
                 if time.monotonic() > deadline:
                     raise click.ClickException(f"the scan did not finish in {timeout} s")
                 time.sleep(1)
-        if overview.get("scan_status") != "Success":
-            raise click.ClickException(f"the scan ended {overview.get('scan_status')}")
     report = _report(api, path)
+    coverage = dict(report.get("coverage") or {})
+    incomplete = coverage.get("complete") is False  # reports of external scanners have none
+    if overview and overview.get("scan_status") != "Success" and not incomplete:
+        reason = overview.get("message")
+        raise click.ClickException(
+            f"the scan ended {overview.get('scan_status')}" + (f": {reason}" if reason else "")
+        )
     if not report:
         raise click.ClickException(f"{reference} has no vulnerability report yet")
     vulnerabilities = _by_severity(list(report.get("vulnerabilities") or []))
     if output == "json":
         emit_json(report)
-        return
+    else:
+        click.echo(_headline(vulnerabilities, coverage))
+        print_table(vulnerabilities, FINDING_COLUMNS, "")
+    if incomplete:
+        raise click.ClickException(str(coverage.get("message") or "the scan was incomplete"))
+
+
+def _headline(vulnerabilities: list[dict[str, Any]], coverage: dict[str, Any]) -> str:
+    """How many findings of each severity. Never an all-clear for a scan that could not check
+    every package (the reason follows on stderr)."""
     counts = {s: 0 for s in SEVERITIES}
     for item in vulnerabilities:
         counts[item.get("severity", "Unknown")] = counts.get(item.get("severity", "Unknown"), 0) + 1
-    click.echo(
-        f"{len(vulnerabilities)} vulnerabilities: "
-        + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
-        if vulnerabilities
-        else "no known vulnerabilities"
-    )
-    print_table(vulnerabilities, FINDING_COLUMNS, "")
+    found = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
+    listed = f"{len(vulnerabilities)} vulnerabilities: {found}"
+    if coverage.get("complete") is not False:  # external scanners' reports say nothing of it
+        return listed if vulnerabilities else "no known vulnerabilities"
+    if coverage.get("database_empty"):
+        return "INCOMPLETE scan: no package could be checked"
+    if vulnerabilities:
+        return f"INCOMPLETE scan: {listed}"
+    return "INCOMPLETE scan: no vulnerabilities in the packages that could be checked"
 
 
 @click.command("scan-all")
