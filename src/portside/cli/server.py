@@ -53,13 +53,13 @@ async def _reset(settings: Settings, username: str, password: str) -> str | None
     """Set the password; None on success, else why not (pending migrations, no such user)."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from sqlalchemy import Connection, insert, make_url, update
+    from sqlalchemy import Connection, delete, insert, make_url, select, update
 
     from portside.auth.passwords import hash_password
     from portside.db.engine import Database
     from portside.db.migrate import alembic_config
     from portside.db.queries import now
-    from portside.db.tables import audit_logs, users
+    from portside.db.tables import audit_logs, sessions, users
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
@@ -82,6 +82,10 @@ async def _reset(settings: Settings, username: str, password: str) -> str | None
                 .values(password_hash=password_hash, updated_at=stamp)
             ).rowcount
             if changed:
+                # As a password change through the API does: end the account's UI sessions.
+                # (Its tokens stop working too: they carry a fingerprint of the old hash.)
+                account = select(users.c.id).where(users.c.username == username)
+                connection.execute(delete(sessions).where(sessions.c.user_id.in_(account)))
                 connection.execute(
                     insert(audit_logs).values(
                         op_time=stamp,
@@ -112,8 +116,8 @@ def reset_password(config: Path | None, username: str, password_stdin: bool) -> 
     """Set an account's password directly in the database (e.g. a lost admin password).
 
     Run it where `portside serve` runs, with the same --config and environment. Running
-    servers accept the new password at once on this replica's next login and within
-    registry.cache_ttl_seconds elsewhere.
+    servers accept the new password at once; the old one and the account's Bearer tokens
+    stop working within registry.cache_ttl_seconds, and its UI sessions end at once.
 
     \b
     Examples:
