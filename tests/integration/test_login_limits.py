@@ -12,6 +12,7 @@ addresses are varied by binding the client to other loopback addresses (127.0.0.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import statistics
 import time
@@ -22,6 +23,7 @@ import httpx
 import pytest
 import redis
 
+from tests.support.backends import postgres_database
 from tests.support.server import PortsideServer
 
 WINDOW = 4.0
@@ -262,8 +264,19 @@ def _accepted_soon(client: httpx.Client, password: str, timeout: float = 10) -> 
         time.sleep(0.5)
 
 
-def test_portside_admin_unlock_lifts_a_refusal(start_server: StartServer) -> None:
-    server = start_server(_limits("3 per minute", "6 per minute"))
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+def test_portside_admin_unlock_lifts_a_refusal(start_server: StartServer, database: str) -> None:
+    """The unlock travels through the audit log table, so it is tried on both databases."""
+    with contextlib.ExitStack() as stack:
+        extra = {}
+        if database == "postgres":
+            extra["PORTSIDE_DATABASE__URL"] = stack.enter_context(postgres_database())
+        server = start_server(_limits("3 per minute", "6 per minute", **extra))
+        stack.callback(server.stop)  # before its database is dropped
+        _unlock_lifts_a_refusal(server)
+
+
+def _unlock_lifts_a_refusal(server: PortsideServer) -> None:
     password = server.password
     with _client(server, "127.0.0.20") as first, _client(server, "127.0.0.21") as second:
         for _ in range(3):
