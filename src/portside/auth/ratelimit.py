@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -44,6 +45,7 @@ from portside.registry.cache import LRUCache
 
 __all__ = ["UNLOCK_OPERATION", "LoginLimiter", "Unlocks", "address_key"]
 
+log = structlog.get_logger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # The audit log entries ``portside admin unlock`` writes: resource type "user" (resource: the
 # account name) or "address" (resource: an address_key).
@@ -110,7 +112,11 @@ class Unlocks:
             audit_logs.c.resource_type == kind,
             audit_logs.c.resource == subject,
         )
-        found = await self._db.read(lambda c: c.scalar(query))
+        try:
+            found = await self._db.read(lambda c: c.scalar(query))
+        except Exception:  # the database is down: the refusal stands, and the login is answered
+            log.warning("cannot look up failed-login unlocks", exc_info=True)
+            return 0.0
         stamp = as_utc(found).timestamp() if found is not None else 0.0
         self._seen.put((kind, subject), stamp)
         return stamp
@@ -180,6 +186,8 @@ class LoginLimiter:
         if await self._unlocks.latest(counter.kind, counter.subject, oldest) <= oldest:
             return False
         await self._limiter.clear(counter.item, *counter.identifiers)
+        subject = counter.subject[:64]
+        log.info("failed logins forgotten after an unlock", kind=counter.kind, subject=subject)
         return True
 
     async def failed(self, username: str, address: str | None) -> None:
