@@ -14,7 +14,15 @@ from typing import Any, Literal
 
 import yaml
 from limits import parse as parse_limit
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -134,6 +142,11 @@ class AuthSettings(_Section):
     )
     login_limit_key_prefix: str = Field(
         "portside", description="Key prefix for the failed-login counters in Redis."
+    )
+    login_limit_exempt_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks (CIDRs such as 10.0.0.0/8) whose logins the failed-login limits "
+        "never count or refuse. Empty: none.",
     )
 
     @model_validator(mode="after")

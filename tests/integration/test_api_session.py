@@ -315,7 +315,7 @@ def test_cookie_is_secure_behind_https(tmp_path: Path) -> None:
         assert response.status_code == 200, response.text
         _, attributes = cookie_attributes(response)
         assert {"secure", "httponly", "samesite=lax"} <= attributes
-        logout = httpx.get(f"{server.url}/c/log_out", timeout=30)
+        logout = httpx.post(f"{server.url}/c/log_out", timeout=30)
         assert "secure" in cookie_attributes(logout)[1]
     finally:
         server.stop()
@@ -425,13 +425,13 @@ def test_basic_auth_needs_no_csrf_token(registry: PortsideServer, admin: httpx.C
 # -- ending sessions ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method,path", [("GET", "/c/log_out"), ("POST", "/c/logout")])
+@pytest.mark.parametrize("path", ["/c/log_out", "/c/logout"])
 def test_logout_ends_the_session(
-    registry: PortsideServer, admin: httpx.Client, user: tuple[str, str], method: str, path: str
+    registry: PortsideServer, admin: httpx.Client, user: tuple[str, str], path: str
 ) -> None:
     session = Session(registry, *user)
     assert session.request("GET", "/users/current").status_code == 200
-    response = session.client.request(method, path)
+    response = session.client.post(path, headers={CSRF: session.csrf})
     assert response.status_code == 200, response.text
     value, attributes = cookie_attributes(response)
     assert value == "" and "max-age=0" in attributes
@@ -440,9 +440,36 @@ def test_logout_ends_the_session(
     assert after.status_code == 401
     assert "www-authenticate" not in after.headers
     assert audit_entries(admin, user[0], "logout")
-    # Logging out without (or with a stale) session is fine too.
-    assert httpx.get(f"{registry.url}/c/log_out", timeout=30).status_code == 200
-    assert session.client.get("/c/log_out").status_code == 200
+    # Logging out without (or with a stale) session is fine too, and needs no token.
+    assert httpx.post(f"{registry.url}/c/log_out", timeout=30).status_code == 200
+    assert session.client.post("/c/log_out").status_code == 200
+
+
+@pytest.mark.parametrize("csrf", [None, "", "not-the-token"])
+def test_logout_needs_the_csrf_token(
+    registry: PortsideServer, admin: httpx.Client, user: tuple[str, str], csrf: str | None
+) -> None:
+    """A cross-site page can make the browser POST with the cookie, but not with the token."""
+    session = Session(registry, *user)
+    headers = {CSRF: csrf} if csrf is not None else {}
+    refused = session.client.post("/c/log_out", headers=headers)
+    assert refused.status_code == 403, refused.text
+    assert refused.json() == {"errors": [{"code": "FORBIDDEN", "message": "CSRF token invalid"}]}
+    assert "set-cookie" not in refused.headers
+    assert session_row(registry, session.token) is not None
+    assert session.request("GET", "/users/current").status_code == 200
+    assert audit_entries(admin, user[0], "access")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT"])
+def test_logout_is_a_post(registry: PortsideServer, user: tuple[str, str], method: str) -> None:
+    session = Session(registry, *user)
+    response = session.client.request(method, "/c/log_out", headers={CSRF: session.csrf})
+    assert response.status_code == 405, response.text
+    assert response.headers["Allow"] == "POST"
+    if method != "HEAD":
+        assert response.json()["errors"][0]["code"] == "METHOD_NOT_ALLOWED"
+    assert session_row(registry, session.token) is not None
 
 
 def test_expired_sessions_are_refused_and_purged(

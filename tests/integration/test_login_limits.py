@@ -1,7 +1,9 @@
-"""Failed logins are rate-limited per account and per client address, with a clear error on each
-way in (``/v2/`` basic auth, ``/service/token`` GET and POST, ``/api/v2.0``); successful logins
-are neither counted nor slowed; the block lifts when the window moves on; and with Redis the
-counters are shared by several servers.
+"""Failed logins are rate-limited per account and client address, and per client address, with a
+clear error on each way in (``/v2/`` basic auth, ``/service/token`` GET and POST,
+``/api/v2.0``); successful logins are neither counted nor slowed; a stranger's failures do not
+lock the account out from elsewhere; exempt networks are never limited; the block lifts when
+the window moves on or with ``portside admin unlock``; and with Redis the counters are shared
+by several servers.
 
 Each test runs servers of its own. Only the tests of the block lifting use a short window
 (4 seconds) and depend on timing; the others use per-minute limits. Client
@@ -10,6 +12,7 @@ addresses are varied by binding the client to other loopback addresses (127.0.0.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import statistics
 import time
@@ -20,6 +23,7 @@ import httpx
 import pytest
 import redis
 
+from tests.support.backends import postgres_database
 from tests.support.server import PortsideServer
 
 WINDOW = 4.0
@@ -196,20 +200,111 @@ def test_per_address_limit_is_independent_of_the_account(start_server: StartServ
         assert _v2(bystander, "user0", "wrong-password").status_code == 401
 
 
-def test_per_account_limit_holds_across_addresses(start_server: StartServer) -> None:
+def test_a_stranger_cannot_lock_the_account_out_elsewhere(start_server: StartServer) -> None:
+    """Failures for an account count per account and address: the guesser locks out himself,
+    and the account's owner logs in from his own address."""
     server = start_server(_limits("3 per minute", "100 per minute"))
     password = server.password
-    with _client(server, "127.0.0.4") as first, _client(server, "127.0.0.5") as second:
-        assert _v2(first, "admin", "wrong-password").status_code == 401
-        assert _v2(second, "admin", "wrong-password").status_code == 401
-        assert _v2(first, "admin", "wrong-password").status_code == 401
-        # Three failures for admin from two addresses: admin is refused from either, and from
-        # a third; other accounts from the same addresses are not.
+    with _client(server, "127.0.0.4") as guesser, _client(server, "127.0.0.5") as owner:
+        for _ in range(3):
+            assert _v2(guesser, "admin", "wrong-password").status_code == 401
+        _assert_oci_429(_v2(guesser, "admin", password))
+        assert _v2(owner, "admin", password).status_code == 200
+        # The owner's own failures are counted on their own: two more are still allowed.
+        for _ in range(2):
+            assert _v2(owner, "admin", "wrong-password").status_code == 401
+        assert _v2(owner, "admin", password).status_code == 200
+        # The guesser may still fail on other accounts (under the address limit).
+        assert _v2(guesser, "user1", "wrong-password").status_code == 401
+
+
+def test_exempt_networks_are_never_counted_or_refused(start_server: StartServer) -> None:
+    server = start_server(
+        _limits(
+            "3 per minute",
+            "3 per minute",
+            PORTSIDE_AUTH__LOGIN_LIMIT_EXEMPT_NETWORKS='["127.0.0.8/29", "2001:db8::/32"]',
+        )
+    )
+    password = server.password
+    with _client(server, "127.0.0.9") as inside, _client(server, "127.0.0.16") as outside:
+        for _ in range(6):
+            assert _v2(inside, "admin", "wrong-password").status_code == 401
+        assert _v2(inside, "admin", password).status_code == 200
+        for _ in range(3):
+            assert _v2(outside, "admin", "wrong-password").status_code == 401
+        _assert_oci_429(_v2(outside, "admin", password))
+
+
+def test_an_invalid_exempt_network_stops_the_server(tmp_path: Path) -> None:
+    server = PortsideServer(
+        tmp_path / "bad", {"PORTSIDE_AUTH__LOGIN_LIMIT_EXEMPT_NETWORKS": '["10.0.0.0/33"]'}
+    )
+    checked = server.run_command("config", "check")
+    assert checked.returncode != 0
+    assert "login_limit_exempt_networks" in checked.stderr, checked.stderr
+
+
+def _unlock(server: PortsideServer, *args: str) -> None:
+    done = server.run_command("admin", "unlock", *args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("unlocked: "), done.stdout
+
+
+def _accepted_soon(client: httpx.Client, password: str, timeout: float = 10) -> None:
+    """The right password is accepted within ``timeout`` seconds (an unlock reaches a running
+    server when it next refuses a login, and it looks again every few seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = _v2(client, "admin", password)
+        if response.status_code == 200:
+            return
+        _assert_oci_429(response)
+        assert time.monotonic() < deadline, "still refused after the unlock"
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+def test_portside_admin_unlock_lifts_a_refusal(start_server: StartServer, database: str) -> None:
+    """The unlock travels through the audit log table, so it is tried on both databases."""
+    with contextlib.ExitStack() as stack:
+        extra = {}
+        if database == "postgres":
+            extra["PORTSIDE_DATABASE__URL"] = stack.enter_context(postgres_database())
+        server = start_server(_limits("3 per minute", "6 per minute", **extra))
+        stack.callback(server.stop)  # before its database is dropped
+        _unlock_lifts_a_refusal(server)
+
+
+def _unlock_lifts_a_refusal(server: PortsideServer) -> None:
+    password = server.password
+    with _client(server, "127.0.0.20") as first, _client(server, "127.0.0.21") as second:
+        for _ in range(3):
+            assert _v2(first, "admin", "wrong-password").status_code == 401
         _assert_oci_429(_v2(first, "admin", password))
+        _unlock(server, "--user", "admin")
+        _accepted_soon(first, password)
+        # The unlock does not forgive later failures: three more refuse admin here again.
+        for _ in range(3):
+            assert _v2(first, "admin", "wrong-password").status_code == 401
+        _assert_oci_429(_v2(first, "admin", password))
+
+        # An address over its own limit is unlocked by address.
+        for i in range(6):
+            assert _v2(second, f"user{i}", "wrong-password").status_code == 401
         _assert_oci_429(_v2(second, "admin", password))
-        with _client(server, "127.0.0.6") as third:
-            _assert_oci_429(_v2(third, "admin", password))
-        assert _v2(second, "user1", "wrong-password").status_code == 401
+        _unlock(server, "--address", "127.0.0.21")
+        _accepted_soon(second, password)
+
+    bad = server.run_command("admin", "unlock", "--address", "not-an-address")
+    assert bad.returncode != 0 and "not an IP address" in bad.stderr
+    assert server.run_command("admin", "unlock").returncode != 0
+    entries = server.client().get("/api/v2.0/audit-logs", params={"q": "operation=unlock"})
+    assert entries.status_code == 200, entries.text
+    assert {(e["resource_type"], e["resource"]) for e in entries.json()} == {
+        ("user", "admin"),
+        ("address", "127.0.0.21"),
+    }
 
 
 @pytest.fixture
@@ -254,7 +349,7 @@ def test_redis_counters_are_shared_by_two_servers(
             names = [k.decode() for k in keys.scan_iter(match=f"{redis_prefix}:*")]
         finally:
             keys.close()
-        assert any("/account/admin/" in name for name in names), names
+        assert any("/user/admin/127.0.0.1/" in name for name in names), names
         # Both see the block lift, when the first failure leaves the shared window.
         last_refused, lifted = _lift_time(b, password, WINDOW + 5, refused_at)
         assert lifted >= first_sent + WINDOW - 0.2

@@ -102,8 +102,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/service/token", token.token_get, methods=["GET"]),
         Route("/service/token", token.token_post, methods=["POST"]),
         Route("/c/login", session.login_session, methods=["POST"]),
-        Route("/c/log_out", session.logout_session, methods=["GET", "POST"]),
-        Route("/c/logout", session.logout_session, methods=["GET", "POST"]),
+        # Every method, so that the handler answers 405 with Allow: POST in Harbor's format.
+        Route("/c/log_out", session.logout_session, methods=session.ANY_METHOD),
+        Route("/c/logout", session.logout_session, methods=session.ANY_METHOD),
     ]
     middleware = [Middleware(AccessLogMiddleware)] if settings.log.access_log else []
     middleware.append(Middleware(ReadOnlyGuard, configurations=services.configurations))

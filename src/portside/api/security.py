@@ -132,8 +132,9 @@ async def principal_from_basic(connection: HTTPConnection, header: str) -> Princ
 
 async def principal_from_claims(connection: HTTPConnection, claims: TokenClaims) -> Principal:
     """The account a token was issued to, as it is now. A deleted, disabled or expired account,
-    an account re-created under the same name, or a robot whose secret was refreshed since,
-    makes the token invalid."""
+    an account re-created under the same name, a user whose password was changed since, or a
+    robot whose secret was refreshed since, makes the token invalid (the token's ``ver`` no
+    longer matches the principal's ``version``)."""
     services = connection.app.state.services
     found: Principal | None
     if claims.kind == "anonymous":
@@ -144,7 +145,7 @@ async def principal_from_claims(connection: HTTPConnection, claims: TokenClaims)
         found = await services.robots.principal(claims.subject, claims.version)
     else:
         found = await services.accounts.principal(claims.subject)
-    if found is None or found.id != claims.account_id:
+    if found is None or found.id != claims.account_id or found.version != claims.version:
         raise TokenError("the token's account is no longer valid")
     return found
 

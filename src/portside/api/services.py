@@ -11,7 +11,7 @@ from portside.audit.log import AuditLog
 from portside.auth.accounts import Accounts
 from portside.auth.groups import UserGroups
 from portside.auth.policy import ProjectPolicy
-from portside.auth.ratelimit import LoginLimiter
+from portside.auth.ratelimit import LoginLimiter, Unlocks
 from portside.auth.robots import Robots
 from portside.auth.sessions import Sessions
 from portside.auth.tokens import TokenService
@@ -149,6 +149,8 @@ def build_services(settings: Settings) -> Services:
             auth.login_failures_per_address,
             auth.login_limit_storage,
             auth.login_limit_key_prefix,
+            auth.login_limit_exempt_networks,
+            Unlocks(db),
         ),
         audit=AuditLog(db),
         labels=Labels(db),

@@ -6,7 +6,9 @@
   answers 200 with a ``sid`` cookie (HttpOnly, SameSite=Lax, Path=/, Secure over HTTPS) and the
   session's CSRF token in ``X-Harbor-CSRF-Token``. Robot accounts may not log in here (403):
   they are for scripts, which use basic auth or tokens.
-- ``GET``/``POST /c/log_out`` (and ``/c/logout``) end the session and clear the cookie.
+- ``POST /c/log_out`` (and ``/c/logout``) ends the session and clears the cookie. It needs the
+  session's CSRF token in ``X-Harbor-CSRF-Token``, like every unsafe request made with the
+  cookie (403 without it); ``GET`` answers 405 with ``Allow: POST``.
 - On ``/api/v2.0`` the cookie is accepted as credentials, with a CSRF check: see
   :mod:`portside.api.harbor.session_auth`.
 """
@@ -19,13 +21,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from portside.api.harbor.errors import HarborError, error_response
-from portside.api.harbor.session_auth import CSRF_HEADER, SESSION_COOKIE, session_cookie
+from portside.api.harbor.session_auth import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    require_csrf_token,
+    session_cookie,
+)
 from portside.api.security import client_address, login
 from portside.api.services import Services
 from portside.oci.errors import ErrorCode, RegistryError
 
-__all__ = ["login_session", "logout_session"]
+__all__ = ["ANY_METHOD", "login_session", "logout_session"]
 
+# What the logout routes accept, so that the handler itself refuses all but POST.
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _MAX_FORM_BYTES = 8192
 _FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -103,13 +112,25 @@ async def _login(request: Request) -> Response:
 
 
 async def logout_session(request: Request) -> Response:
-    """``GET``/``POST /c/log_out``: end the session (if any) and clear the cookie. Always 200,
-    so a stale tab can always log out."""
+    """``POST /c/log_out``: end the session and clear the cookie."""
+    try:
+        return await _logout(request)
+    except HarborError as error:
+        return error_response(error.status, error.message, error.code, error.headers)
+
+
+async def _logout(request: Request) -> Response:
+    """A live session ends only with its CSRF token, so a cross-site page (or an ``<img>``
+    pointing here) cannot log the user out. A cookie naming no live session is just cleared,
+    with 200, so a stale tab can always log out."""
+    if request.method != "POST":
+        raise HarborError(405, "log out with POST and the CSRF token", headers={"Allow": "POST"})
     services = _services(request)
     token = request.cookies.get(SESSION_COOKIE, "")
     record = await services.sessions.resolve(token) if token else None
-    await services.sessions.delete(token)
     if record is not None:
+        require_csrf_token(request, record)
+        await services.sessions.delete(token)
         services.audit.record(
             record.username,
             "logout",

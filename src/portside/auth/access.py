@@ -34,7 +34,9 @@ class ScopeError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling. ``name`` is the username, or a robot's full name with its prefix;
-    ``version`` is a robot's secret version, which its tokens carry so a refresh revokes them.
+    ``version`` is a robot's secret version, or a fingerprint of a user's password hash
+    (:func:`portside.auth.accounts.password_version`); tokens carry it, so refreshing the
+    secret or changing the password revokes them.
 
     ``scanner`` is an external scanner adapter holding a short-lived token Portside minted for
     one scan: it may pull exactly the manifests and blobs the token lists, nothing else."""

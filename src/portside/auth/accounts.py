@@ -2,9 +2,10 @@
 
 argon2 is slow on purpose (tens of milliseconds), and clients send basic credentials with many
 requests. A successful check is therefore remembered for a short time under an HMAC of the
-credentials (never the password itself), so repeated requests cost a dictionary lookup. Every
-change made here drops those caches, so an old password or a deleted account stops working at
-once on this replica (other replicas notice within ``cache_ttl``).
+credentials (never the password itself), so repeated requests cost a dictionary lookup; see
+:mod:`portside.auth.verified` (one check at a time per credential, renewed ahead of expiry).
+Every change made here drops those caches, so an old password or a deleted account stops
+working at once on this replica (other replicas notice within ``cache_ttl``).
 
 Usernames, e-mail addresses and profile fields follow Harbor's rules; :func:`username_problem`
 and :func:`profile_problem` say what is wrong with a value, so the API can answer 400.
@@ -28,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portside.auth.access import Principal
 from portside.auth.passwords import generate_password, hash_password, verify_password
+from portside.auth.verified import VerifiedCredentials
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now
 from portside.db.tables import project_members, users
@@ -39,6 +41,7 @@ __all__ = [
     "Accounts",
     "LastAdminError",
     "UserRecord",
+    "password_version",
     "profile_problem",
     "username_problem",
 ]
@@ -139,6 +142,18 @@ def profile_problem(email: str | None, realname: str | None, comment: str | None
     return None
 
 
+def password_version(row: Any) -> int:
+    """The ``version`` of a user's principal: 31 bits of a fingerprint of the password hash.
+
+    Tokens carry it (as robots' tokens carry the secret version), and a request with a token is
+    refused once it no longer matches, so a new password revokes every token issued before,
+    whichever way it was set (the API, or ``portside admin reset-password`` on the database).
+    The hash is salted, so the fingerprint tells a token's holder nothing about the password.
+    """
+    digest = hashlib.sha256(row.password_hash.encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
 def _email_taken(connection: Connection, email: str, except_id: int | None) -> bool:
     query = select(users.c.id).where(func.lower(users.c.email) == email.lower())
     if except_id is not None:
@@ -152,7 +167,7 @@ class Accounts:
         self._cache_key = secrets.token_bytes(32)
         # Both caches bound how long a deleted account or changed password goes unseen by
         # another replica; local changes call forget().
-        self._verified: LRUCache[bytes, Principal] = LRUCache(4096, cache_ttl)
+        self._verified: VerifiedCredentials[Principal] = VerifiedCredentials(4096, cache_ttl)
         self._principals: LRUCache[str, Principal] = LRUCache(10_000, cache_ttl)
 
     async def ensure_admin(self, password: str | None) -> str | None:
@@ -191,37 +206,43 @@ class Accounts:
     async def authenticate(self, username: str, password: str) -> Principal | None:
         """The principal for valid credentials, else None. Takes the same time for unknown
         users as for wrong passwords."""
-        key = self._key(username, password)
-        cached = self._verified.get(key)
-        if cached is not None:
-            return cached
-        query = select(users.c.id, users.c.password_hash, users.c.sysadmin_flag).where(
-            users.c.username == username
-        )
-        row = await self._db.read(lambda c: c.execute(query).first())
-        ok = await asyncio.to_thread(verify_password, row.password_hash if row else None, password)
-        if not ok or row is None:
-            return None
-        principal = Principal("user", username, int(row.id), bool(row.sysadmin_flag))
-        self._verified.put(key, principal)
-        return principal
+
+        async def check() -> Principal | None:
+            query = select(users.c.id, users.c.password_hash, users.c.sysadmin_flag).where(
+                users.c.username == username
+            )
+            row = await self._db.read(lambda c: c.execute(query).first())
+            password_hash = row.password_hash if row else None
+            ok = await asyncio.to_thread(verify_password, password_hash, password)
+            if not ok or row is None:
+                return None
+            return Principal(
+                "user", username, int(row.id), bool(row.sysadmin_flag), password_version(row)
+            )
+
+        return await self._verified.check(self._key(username, password), check)
 
     async def principal(self, username: str) -> Principal | None:
-        """The account behind a token, or None when it no longer exists."""
+        """The account behind a token or session, or None when it no longer exists. Its
+        ``version`` is the :func:`password_version` a token must carry."""
         cached = self._principals.get(username)
         if cached is not None:
             return cached
-        query = select(users.c.id, users.c.sysadmin_flag).where(users.c.username == username)
+        query = select(users.c.id, users.c.sysadmin_flag, users.c.password_hash).where(
+            users.c.username == username
+        )
         row = await self._db.read(lambda c: c.execute(query).first())
         if row is None:
             return None
-        principal = Principal("user", username, int(row.id), bool(row.sysadmin_flag))
+        principal = Principal(
+            "user", username, int(row.id), bool(row.sysadmin_flag), password_version(row)
+        )
         self._principals.put(username, principal)
         return principal
 
     def forget(self) -> None:
         """Drop cached credentials and accounts after a local change to any account."""
-        self._verified.clear()
+        self._verified.forget()
         self._principals.clear()
 
     # Reading accounts.

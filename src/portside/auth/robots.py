@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, selec
 from portside.auth.access import Principal
 from portside.auth.passwords import hash_password, verify_password
 from portside.auth.rbac import ROLE_PERMISSIONS, Permission
+from portside.auth.verified import VerifiedCredentials
 from portside.db.engine import Database
 from portside.db.queries import as_utc, insert_ignore, now
 from portside.db.tables import projects, robot_permissions, robots, users
@@ -290,7 +291,7 @@ class Robots:
         self.prefix = prefix
         self._cache_key = secrets.token_bytes(32)
         self._states: LRUCache[str, RobotState] = LRUCache(10_000, cache_ttl)
-        self._verified: LRUCache[bytes, int] = LRUCache(10_000, cache_ttl)
+        self._verified: VerifiedCredentials[int] = VerifiedCredentials(10_000, cache_ttl)
         self._permissions: LRUCache[tuple[int, str], frozenset[Permission]] = LRUCache(
             50_000, cache_ttl
         )
@@ -325,6 +326,8 @@ class Robots:
     async def authenticate(self, full_name: str, secret: str) -> Principal | None:
         """The robot's principal when the secret is right and the robot enabled and unexpired."""
         state = await self.state(full_name)
+        # The secret version is part of the key: a refreshed secret is never taken from the
+        # cache for the old one.
         key = hmac.new(
             self._cache_key,
             full_name.encode()
@@ -334,15 +337,15 @@ class Robots:
             + str(state and state.secret_version).encode(),
             hashlib.sha256,
         ).digest()
-        if state is not None and self._verified.get(key) == state.id:
-            ok = True
-        else:
-            ok = await asyncio.to_thread(
-                verify_password, state.secret_hash if state else None, secret
-            )
-        if not ok or state is None or not state.usable():
+
+        async def check() -> int | None:
+            secret_hash = state.secret_hash if state else None
+            ok = await asyncio.to_thread(verify_password, secret_hash, secret)
+            return state.id if ok and state is not None else None
+
+        verified = await self._verified.check(key, check)
+        if verified is None or state is None or verified != state.id or not state.usable():
             return None
-        self._verified.put(key, state.id)
         return Principal("robot", full_name, state.id, False, state.secret_version)
 
     async def principal(self, full_name: str, version: int) -> Principal | None:
@@ -385,7 +388,7 @@ class Robots:
     def forget(self) -> None:
         """Drop every cached robot fact after a local change."""
         self._states.clear()
-        self._verified.clear()
+        self._verified.forget()
         self._permissions.clear()
 
     # -- records, for the management API ----------------------------------------------------

@@ -1,5 +1,6 @@
 """Server-side maintenance commands that work on the configured database and settings
-directly, without a running server: ``admin reset-password`` and ``config check``.
+directly, without a running server: ``admin reset-password``, ``admin unlock`` and
+``config check``.
 
 They load settings exactly as ``serve`` does (``--config`` file, then ``PORTSIDE_*``
 environment), so they act on the same database ``serve`` would use.
@@ -8,6 +9,7 @@ environment), so they act on the same database ``serve`` would use.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +20,7 @@ from portside.cli.commands._common import password_input
 
 if TYPE_CHECKING:  # the settings pull in structlog; load them only when a command runs
     from portside.config import Settings
+    from portside.db.engine import Database
 
 __all__ = ["admin", "config", "config_option", "load_or_fail"]
 
@@ -49,52 +52,91 @@ def admin() -> None:
     """Emergency administration on the server's own database."""
 
 
-async def _reset(settings: Settings, username: str, password: str) -> str | None:
-    """Set the password; None on success, else why not (pending migrations, no such user)."""
+async def _open_database(settings: Settings) -> tuple[Database | None, str | None]:
+    """The configured database, or why it cannot be changed (missing, pending migrations)."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from sqlalchemy import Connection, insert, make_url, update
+    from sqlalchemy import make_url
 
-    from portside.auth.passwords import hash_password
     from portside.db.engine import Database
     from portside.db.migrate import alembic_config
-    from portside.db.queries import now
-    from portside.db.tables import audit_logs, users
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        return f"no database at {url.database}; run 'portside db upgrade' (or serve) first"
+        return None, f"no database at {url.database}; run 'portside db upgrade' (or serve) first"
     heads = set(ScriptDirectory.from_config(alembic_config(settings.database_url)).get_heads())
     db = Database(settings.database_url, pool_size=1)
     try:
         current = await db.read(lambda c: set(MigrationContext.configure(c).get_current_heads()))
-        if current != heads:
-            return (
-                "the database is not at the current schema version; run 'portside db upgrade' first"
-            )
+    except BaseException:
+        await db.close()
+        raise
+    if current != heads:
+        await db.close()
+        return None, (
+            "the database is not at the current schema version; run 'portside db upgrade' first"
+        )
+    return db, None
+
+
+def _audit_entry(resource_type: str, resource: str, operation: str, detail: str) -> Any:
+    """An audit log row written by the CLI itself (the server's audit log is not running)."""
+    from sqlalchemy import insert
+
+    from portside.db.queries import now
+    from portside.db.tables import audit_logs
+
+    return insert(audit_logs).values(
+        op_time=now(),
+        username="portside-cli",
+        operation=operation,
+        resource_type=resource_type,
+        resource=resource,
+        result="success",
+        client_ip=None,
+        project_id=None,
+        detail=detail,
+    )
+
+
+def _run_on_database(work: Coroutine[Any, Any, str | None]) -> None:
+    """Run ``work``; its answer (why it failed) or a database error becomes the error."""
+    try:
+        failure = asyncio.run(work)
+    except Exception as exc:  # a database that cannot be opened is a user error here
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise click.ClickException(f"cannot update the database: {message}") from None
+    if failure:
+        raise click.ClickException(failure)
+
+
+async def _reset(settings: Settings, username: str, password: str) -> str | None:
+    """Set the password; None on success, else why not (pending migrations, no such user)."""
+    from sqlalchemy import Connection, delete, select, update
+
+    from portside.auth.passwords import hash_password
+    from portside.db.queries import now
+    from portside.db.tables import sessions, users
+
+    db, problem = await _open_database(settings)
+    if db is None:
+        return problem
+    try:
         password_hash = await asyncio.to_thread(hash_password, password)
 
         def change(connection: Connection) -> int:
-            stamp = now()
             changed = connection.execute(
                 update(users)
                 .where(users.c.username == username)
-                .values(password_hash=password_hash, updated_at=stamp)
+                .values(password_hash=password_hash, updated_at=now())
             ).rowcount
             if changed:
-                connection.execute(
-                    insert(audit_logs).values(
-                        op_time=stamp,
-                        username="portside-cli",
-                        operation="update",
-                        resource_type="user",
-                        resource=username,
-                        result="success",
-                        client_ip=None,
-                        project_id=None,
-                        detail="password reset with portside admin reset-password",
-                    )
-                )
+                # As a password change through the API does: end the account's UI sessions.
+                # (Its tokens stop working too: they carry a fingerprint of the old hash.)
+                account = select(users.c.id).where(users.c.username == username)
+                connection.execute(delete(sessions).where(sessions.c.user_id.in_(account)))
+                detail = "password reset with portside admin reset-password"
+                connection.execute(_audit_entry("user", username, "update", detail))
             return int(changed)
 
         if not await db.write(change):
@@ -112,8 +154,8 @@ def reset_password(config: Path | None, username: str, password_stdin: bool) -> 
     """Set an account's password directly in the database (e.g. a lost admin password).
 
     Run it where `portside serve` runs, with the same --config and environment. Running
-    servers accept the new password at once on this replica's next login and within
-    registry.cache_ttl_seconds elsewhere.
+    servers accept the new password at once; the old one and the account's Bearer tokens
+    stop working within registry.cache_ttl_seconds, and its UI sessions end at once.
 
     \b
     Examples:
@@ -127,14 +169,67 @@ def reset_password(config: Path | None, username: str, password_stdin: bool) -> 
     problem = password_problem(password)
     if problem:
         raise click.ClickException(problem)
-    try:
-        failure = asyncio.run(_reset(settings, username, password))
-    except Exception as exc:  # a database that cannot be opened is a user error here
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise click.ClickException(f"cannot update the database: {message}") from None
-    if failure:
-        raise click.ClickException(failure)
+    _run_on_database(_reset(settings, username, password))
     click.echo(f"password of {username} changed")
+
+
+# -- admin unlock --------------------------------------------------------------------------------
+
+
+async def _unlock(settings: Settings, username: str | None, address: str | None) -> str | None:
+    """Record the unlocks; None on success, else why not."""
+    from portside.auth.ratelimit import UNLOCK_OPERATION, address_key
+
+    db, problem = await _open_database(settings)
+    if db is None:
+        return problem
+    detail = "failed-login refusal lifted with portside admin unlock"
+    entries = [("user", username)] if username else []
+    entries += [("address", address_key(address))] if address else []
+    try:
+        await db.write(
+            lambda c: [
+                c.execute(_audit_entry(kind, subject, UNLOCK_OPERATION, detail))
+                for kind, subject in entries
+            ]
+        )
+        return None
+    finally:
+        await db.close()
+
+
+@admin.command("unlock")
+@config_option
+@click.option("--user", "username", help="Account to unlock, from every address.")
+@click.option("--address", help="Client address to unlock (IPv6: its /64), for every account.")
+def unlock(config: Path | None, username: str | None, address: str | None) -> None:
+    """Lift a refusal after too many failed logins, before its window runs out.
+
+    Logins are refused per account and address, and per address. --user lifts the account's
+    refusal from every address; --address lifts that address's refusal for any account; give
+    both to lift both. Each running server applies it when it next refuses a login, within a
+    few seconds, whether the counters are in memory or in Redis. It is recorded in the audit
+    log (operation unlock).
+
+    \b
+    Examples:
+      portside admin unlock --user admin --config /etc/portside.yaml
+      portside admin unlock --user admin --address 192.0.2.7
+    """
+    if not username and not address:
+        raise click.UsageError("give --user, --address or both")
+    if address is not None:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            message = f"{address!r} is not an IP address"
+            raise click.BadParameter(message, param_hint="--address") from None
+    _run_on_database(_unlock(load_or_fail(config), username, address))
+    unlocked = [f"user {username}"] if username else []
+    unlocked += [f"address {address}"] if address else []
+    click.echo("unlocked: " + ", ".join(unlocked))
 
 
 # -- config check --------------------------------------------------------------------------------

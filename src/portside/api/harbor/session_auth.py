@@ -6,7 +6,8 @@ it carries ``X-Harbor-CSRF-Token`` (:class:`CsrfTokenHeader`); POST, PUT, PATCH 
 send that token back in the same header, or are refused with 403 ``CSRF token invalid``. The
 browser attaches cookies to cross-site requests, but a cross-site page can neither read the
 token nor set the header. Requests with basic credentials need no token: a forged cross-site
-request cannot add them. Logging in and out is :mod:`portside.api.session`.
+request cannot add them. Logging in and out is :mod:`portside.api.session`; logging out needs
+the token too (:func:`require_csrf_token`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from portside.api.harbor.errors import HarborError
 from portside.api.security import client_address
 from portside.api.services import Services
 from portside.auth.access import Principal
+from portside.auth.sessions import SessionRecord
 
 __all__ = [
     "CSRF_HEADER",
     "SESSION_COOKIE",
     "CsrfTokenHeader",
+    "require_csrf_token",
     "session_caller",
     "session_cookie",
 ]
@@ -82,19 +85,26 @@ async def session_caller(request: Request, token: str) -> Principal:
     state[_STATE_KEY] = record.csrf_token
     state["user"] = principal.name
     if request.method in _UNSAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "").encode("latin-1")
-        if not hmac.compare_digest(sent, record.csrf_token.encode("ascii")):
-            services.audit.record(
-                principal.name,
-                "access",
-                "api",
-                f"{request.method} {request.url.path}"[:255],
-                "failure",
-                client_address(request),
-                detail="CSRF token invalid",
-            )
-            raise HarborError(403, "CSRF token invalid")
+        require_csrf_token(request, record)
     return principal
+
+
+def require_csrf_token(request: Request, record: SessionRecord) -> None:
+    """Raise 403 ``CSRF token invalid`` (and audit it) unless the request sends the session's
+    CSRF token in :data:`CSRF_HEADER`; compared in constant time."""
+    sent = request.headers.get(CSRF_HEADER, "").encode("latin-1")
+    if hmac.compare_digest(sent, record.csrf_token.encode("ascii")):
+        return
+    _services(request).audit.record(
+        record.username,
+        "access",
+        "api",
+        f"{request.method} {request.url.path}"[:255],
+        "failure",
+        client_address(request),
+        detail="CSRF token invalid",
+    )
+    raise HarborError(403, "CSRF token invalid")
 
 
 class CsrfTokenHeader:
