@@ -8,6 +8,8 @@ environment), so they act on the same database ``serve`` would use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,8 +20,9 @@ from portside.cli.commands._common import password_input
 
 if TYPE_CHECKING:  # the settings pull in structlog; load them only when a command runs
     from portside.config import Settings
+    from portside.db.engine import Database
 
-__all__ = ["admin", "config", "config_option", "load_or_fail"]
+__all__ = ["admin", "config", "config_option", "load_or_fail", "migrated_database"]
 
 MASK = "********"
 
@@ -39,6 +42,35 @@ def load_or_fail(config_path: Path | None, **overrides: object) -> Settings:
         return load_settings(config_path, **{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, for a server-side command. Raises ``ClickException`` when it
+    is missing or not at the current schema version (``portside db upgrade`` first)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import make_url
+
+    from portside.db.engine import Database
+    from portside.db.migrate import alembic_config
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise click.ClickException(
+            f"no database at {url.database}; run 'portside db upgrade' (or serve) first"
+        )
+    heads = set(ScriptDirectory.from_config(alembic_config(settings.database_url)).get_heads())
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        current = await db.read(lambda c: set(MigrationContext.configure(c).get_current_heads()))
+        if current != heads:
+            raise click.ClickException(
+                "the database is not at the current schema version; run 'portside db upgrade'"
+            )
+        yield db
+    finally:
+        await db.close()
 
 
 # -- admin reset-password ------------------------------------------------------------------------
