@@ -1,0 +1,153 @@
+"""``portside fsck --verify-digests`` against a real server whose stored bytes were corrupted on
+disk, as the HA upload race of issue 13 left them: the mismatch is reported, ``--repair``
+quarantines it, pulls answer 404 meanwhile, and real pushes of the genuine content (monolithic
+and chunked) store it again, so pulls get the right bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.oci import (
+    Blob,
+    assert_error,
+    blob_path,
+    image_manifest,
+    manifest_path,
+    patch_chunk,
+    push_blob,
+    push_content,
+    push_manifest,
+    random_blob,
+    start_upload,
+    upload_url,
+)
+from tests.support.server import PortsideServer
+
+pytestmark = pytest.mark.slow
+
+APP, OTHER = "library/app", "library/other"
+CACHE_TTL = 1.0  # seconds a link stays cached: the test waits it out once
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[PortsideServer]:
+    running = PortsideServer(
+        tmp_path / "portside", {"PORTSIDE_REGISTRY__CACHE_TTL_SECONDS": str(CACHE_TTL)}
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _stored(server: PortsideServer, digest: str) -> Path:
+    """The file of a blob in the server's data folder (storage.layout's tree)."""
+    algorithm, hex_digest = digest.split(":")
+    return server.data_dir / "storage" / "blobs" / algorithm / hex_digest[:2] / hex_digest
+
+
+def _corrupt(server: PortsideServer, digest: str, size: int) -> bytes:
+    """Replace a stored blob's bytes with others of the same size; returns them."""
+    wrong = os.urandom(size)
+    _stored(server, digest).write_bytes(wrong)
+    return wrong
+
+
+def _push_chunked(client: httpx.Client, repo: str, blob: Blob) -> None:
+    url = upload_url(start_upload(client, repo))
+    half = blob.size // 2
+    first = patch_chunk(client, url, blob.data[:half], 0)
+    assert first.status_code == 202, first.text
+    second = patch_chunk(client, upload_url(first), blob.data[half:], half)
+    assert second.status_code == 202, second.text
+    done = client.put(upload_url(second), params={"digest": blob.digest})
+    assert done.status_code == 201, done.text
+
+
+def _pull(client: httpx.Client, repo: str, digest: str) -> httpx.Response:
+    return client.get(blob_path(repo, digest))
+
+
+def test_a_corrupted_layer_is_found_quarantined_and_pushed_again(server: PortsideServer) -> None:
+    layer = random_blob(300_000)
+    manifest = image_manifest(layers=[layer])
+    with server.client() as client:
+        push_content(client, APP, manifest, "v1")
+        push_blob(client, OTHER, layer)
+        wrong = _corrupt(server, layer.digest, layer.size)
+        assert _pull(client, APP, layer.digest).content == wrong  # what the race led to
+
+        found = server.run_command("fsck", "--verify-digests")
+        assert found.returncode == 4, found.stderr
+        line = next(x for x in found.stdout.splitlines() if x.startswith("MISMATCH"))
+        assert layer.digest in line and f"({layer.size} bytes)" in line
+        assert f"used by {APP}, {OTHER}" in line
+        assert "checked 3 blobs" in found.stdout and "1 mismatched" in found.stdout
+        assert _stored(server, layer.digest).read_bytes() == wrong  # reporting moves nothing
+
+        repaired = server.run_command("fsck", "--verify-digests", "--repository", APP, "--repair")
+        assert repaired.returncode == 1, repaired.stderr
+        assert "quarantined to quarantine/sha256/" in repaired.stdout
+        assert not _stored(server, layer.digest).exists()
+        [kept] = (server.data_dir / "storage" / "quarantine" / "sha256").iterdir()
+        assert kept.name.startswith(layer.digest.split(":")[1]) and kept.read_bytes() == wrong
+
+        # The server still caches the link for a moment: the missing bytes answer a clean 404.
+        assert_error(_pull(client, APP, layer.digest), 404, "BLOB_UNKNOWN")
+        time.sleep(CACHE_TTL + 0.5)
+        for repo in (APP, OTHER):  # nothing claims the digest: a client pushes it again
+            assert client.head(blob_path(repo, layer.digest)).status_code == 404
+            assert_error(_pull(client, repo, layer.digest), 404, "BLOB_UNKNOWN")
+
+        push_blob(client, OTHER, layer)  # monolithic
+        _push_chunked(client, APP, layer)
+        for repo in (APP, OTHER):
+            pulled = _pull(client, repo, layer.digest)
+            assert pulled.status_code == 200 and pulled.content == layer.data
+            assert pulled.headers["Docker-Content-Digest"] == layer.digest
+        assert client.get(manifest_path(APP, "v1")).status_code == 200
+
+        logs = client.get("/api/v2.0/audit-logs", params={"q": "operation=quarantine"})
+        assert logs.status_code == 200, logs.text
+        [entry] = logs.json()
+        assert entry["resource"] == layer.digest and entry["username"] == "portside-cli"
+
+    clean = server.run_command("fsck", "--verify-digests")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "0 mismatched, 0 missing, 0 unreadable" in clean.stdout
+
+
+def test_a_corrupted_manifest_is_never_served_and_is_pushed_again(server: PortsideServer) -> None:
+    manifest = image_manifest()
+    with server.client() as client:
+        push_content(client, APP, manifest, "v1")
+        _corrupt(server, manifest.digest, manifest.size)
+
+        # Read from storage and checked before it is served: never the wrong bytes.
+        assert_error(client.get(manifest_path(APP, "v1")), 404, "MANIFEST_UNKNOWN")
+
+        report = server.run_command("fsck", "--verify-digests", "--repair", "--output", "json")
+        assert report.returncode == 1, report.stderr
+        [found] = json.loads(report.stdout)["mismatches"]
+        assert found["digest"] == manifest.digest and found["repositories"] == [APP]
+        assert_error(client.get(manifest_path(APP, manifest.digest)), 404, "MANIFEST_UNKNOWN")
+
+        push_manifest(client, APP, manifest, "v1")
+        pulled = client.get(manifest_path(APP, "v1"), headers={"Accept": manifest.media_type})
+        assert pulled.status_code == 200 and pulled.content == manifest.raw
+
+
+def test_fsck_refuses_what_it_cannot_check(server: PortsideServer) -> None:
+    assert server.run_command("fsck").returncode == 2  # a usage error: nothing asked for
+    unknown = server.run_command("fsck", "--verify-digests", "--repository", "library/none")
+    assert unknown.returncode == 8
+    assert "repository library/none not found" in unknown.stderr
