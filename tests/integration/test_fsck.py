@@ -171,3 +171,29 @@ def test_fsck_refuses_what_it_cannot_check(server: PortsideServer) -> None:
     unknown = server.run_command("fsck", "--verify-digests", "--repository", "library/none")
     assert unknown.returncode == 8
     assert "repository library/none not found" in unknown.stderr
+
+
+def test_the_background_scrub_quarantines_a_corrupted_blob(tmp_path: Path) -> None:
+    server = PortsideServer(
+        tmp_path / "portside",
+        {
+            "PORTSIDE_SCRUB__INTERVAL_HOURS": "0.0005",  # every 1.8 s
+            "PORTSIDE_SCRUB__REPAIR": "true",
+            "PORTSIDE_REGISTRY__CACHE_TTL_SECONDS": "0",
+        },
+    )
+    layer = random_blob(300_000)
+    server.start()
+    try:
+        with server.client() as client:
+            push_blob(client, APP, layer)
+            _corrupt(server, layer.digest, layer.size)
+            [entry] = server.log_entries(lambda e: e.get("event") == "quarantined blob")
+            assert entry["digest"] == layer.digest
+            assert client.head(blob_path(APP, layer.digest)).status_code == 404
+            push_blob(client, APP, layer)
+            assert _pull(client, APP, layer.digest).content == layer.data
+            health = client.get("/api/v2.0/health").json()
+            assert health["status"] == "healthy", health
+    finally:
+        server.stop()
