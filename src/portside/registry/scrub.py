@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -44,13 +45,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Connection, delete, select, union
+from sqlalchemy import Connection, delete, select, union, update
 
 from portside.audit.log import AuditLog
 from portside.config import ScrubSettings
 from portside.db.engine import Database
-from portside.db.queries import now
-from portside.db.tables import blobs, layer_analyses, manifests, repositories, repository_blobs
+from portside.db.queries import insert_ignore, now
+from portside.db.tables import (
+    blobs,
+    layer_analyses,
+    manifests,
+    repositories,
+    repository_blobs,
+    schedules,
+)
 from portside.oci.digest import Digest, new_hasher
 from portside.projects.quotas import release_unreferenced
 from portside.storage.base import PathNotFound, StorageDriver, StorageError
@@ -67,11 +75,14 @@ __all__ = [
     "Scrubber",
     "UnknownRepository",
     "scrub_loop",
+    "take_turn",
 ]
 
 log = structlog.get_logger("portside.scrub")
 
 SCRUBBER = "system"  # the audit log's user for repairs of the background loop
+SCHEDULE = "scrub"  # its row in ``schedules``: when the last background pass started
+_POLL_SECONDS = 300.0  # how often each replica looks whether a background pass is due
 
 
 class UnknownRepository(LookupError):
@@ -316,16 +327,45 @@ async def _each(items: Iterable[Digest]) -> AsyncIterator[Digest]:
         yield item
 
 
+def _take_turn(connection: Connection, interval: dt.timedelta, at: dt.datetime) -> bool:
+    """Whether this replica scrubs now: the last pass on any replica started ``interval`` ago or
+    more (a compare-and-set on the schedule's row). The row's first write counts as a pass, so
+    the first scrub runs an interval after the loop was first switched on."""
+    insert_ignore(
+        connection, schedules, name=SCHEDULE, type="Interval", last_run_at=at, updated_at=at
+    )
+    claimed = connection.execute(
+        update(schedules)
+        .where(schedules.c.name == SCHEDULE, schedules.c.last_run_at <= at - interval)
+        .values(last_run_at=at, updated_at=at)
+    )
+    return bool(claimed.rowcount)
+
+
+async def take_turn(db: Database, interval: dt.timedelta, at: dt.datetime | None = None) -> bool:
+    """Claim the next background scrub for this replica, if it is due (see :func:`_take_turn`)."""
+    stamp = (at or now()).astimezone(dt.UTC)  # SQLite compares stored UTC text
+    return await db.write(lambda c: _take_turn(c, interval, stamp))
+
+
 async def scrub_loop(
     db: Database, storage: StorageDriver, audit: AuditLog, settings: ScrubSettings
 ) -> None:
-    """Background loop of the server (started only when ``interval_hours`` is set): scrub every
-    blob every ``interval_hours``, in threads of the lowest CPU priority. Every replica that has
-    it on scrubs on its own; repairs are idempotent, so two at once only cost reads."""
+    """Background loop of the server (started only when ``interval_hours`` is set): every
+    ``interval_hours``, one replica scrubs every blob, in threads of the lowest CPU priority.
+
+    The time of the last pass is kept in the database (``schedules``), so restarts do not put
+    the scrub off, and the replica that claims a due pass runs it (the others wait for the next
+    one). A pass longer than the interval may overlap the next one on another replica: repairs
+    are idempotent, so that only costs reads."""
+    interval = dt.timedelta(hours=settings.interval_hours)
     scrubber = Scrubber(db, storage, audit)
     while True:
-        await asyncio.sleep(settings.interval_hours * 3600)
+        await asyncio.sleep(min(interval.total_seconds(), _POLL_SECONDS))
         try:
-            await scrubber.run(workers=settings.workers, repair=settings.repair, low_priority=True)
+            if await take_turn(db, interval):
+                await scrubber.run(
+                    workers=settings.workers, repair=settings.repair, low_priority=True
+                )
         except Exception:
             log.exception("scrub failed; will retry at the next interval")

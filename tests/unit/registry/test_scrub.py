@@ -7,6 +7,7 @@ replaced behind the registry's back, as the HA upload race did (issue 13).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -29,11 +30,11 @@ from portside.projects.quotas import ProjectQuotas
 from portside.registry.blobs import Blobs
 from portside.registry.manifests import Manifests, parse_reference
 from portside.registry.repositories import Repositories
-from portside.registry.scrub import Scrubber, UnknownRepository
+from portside.registry.scrub import Scrubber, UnknownRepository, take_turn
 from portside.registry.uploads import Uploads
 from portside.storage.base import StorageDriver
 from portside.storage.filesystem import FilesystemDriver
-from portside.storage.layout import QUARANTINE_PREFIX, blob_path
+from portside.storage.layout import QUARANTINE_PREFIX, blob_path, digest_of_blob_path
 from portside.storage.memory import MemoryDriver
 from portside.storage.s3 import S3Driver
 from tests.s3server import ACCESS_KEY, REGION, SECRET_KEY
@@ -271,3 +272,33 @@ async def test_no_more_blobs_than_workers_are_read_at_once(
 async def test_an_unknown_repository_is_refused(registry: Registry) -> None:
     with pytest.raises(UnknownRepository):
         await registry.scrubber().run(repository="library/nothing")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "blobs/sha256/ab/" + "c" * 64,  # in the wrong two-character folder
+        "blobs/sha256/cc/." + "c" * 64 + ".0123.tmp",  # a filesystem put in progress
+        "blobs/sha256/cc/" + "c" * 64 + "/data",  # layout 1
+        "blobs/md5/cc/" + "c" * 32,
+        "uploads/" + "c" * 64,
+    ],
+)
+def test_only_blob_keys_name_a_digest(key: str) -> None:
+    assert digest_of_blob_path(key) is None
+
+
+def test_a_blob_key_names_its_digest() -> None:
+    digest = Digest.of(b"x")
+    assert digest_of_blob_path(blob_path(digest)) == digest
+
+
+async def test_one_replica_takes_each_turn_of_the_background_scrub(db: Database) -> None:
+    hour = dt.timedelta(hours=1)
+    start = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+    assert not await take_turn(db, hour, start)  # switched on: the first pass is an hour away
+    assert not await take_turn(db, hour, start + hour / 2)  # a restart does not put it off...
+    assert await take_turn(db, hour, start + hour)  # ...nor bring it forward
+    assert not await take_turn(db, hour, start + hour)  # the other replica, at the same time
+    assert not await take_turn(db, hour, start + hour * 1.5)
+    assert await take_turn(db, hour, start + hour * 2.5)
