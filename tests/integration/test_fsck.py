@@ -185,6 +185,8 @@ def test_a_corrupted_layer_is_found_quarantined_and_pushed_again(setup: Setup) -
         for repo in (APP, OTHER):  # nothing claims the digest: a client pushes it again
             assert client.head(blob_path(repo, layer.digest)).status_code == 404
             assert_error(_pull(client, repo, layer.digest), 404, "BLOB_UNKNOWN")
+        mount = {"mount": layer.digest, "from": OTHER}  # no source holds it: an upload starts
+        assert client.post(f"/v2/{APP}/blobs/uploads/", params=mount).status_code == 202
 
         push_blob(client, OTHER, layer)  # monolithic
         _push_chunked(client, APP, layer)
