@@ -222,6 +222,21 @@ class ScannerSettings(_Section):
     )
 
 
+class ScrubSettings(_Section):
+    interval_hours: float = Field(
+        0,
+        ge=0,
+        description="Re-hash every stored blob this often, in the background at low priority "
+        "(as portside fsck --verify-digests does). 0: never (the default).",
+    )
+    workers: int = Field(1, ge=1, le=64, description="Blobs the background scrub hashes at once.")
+    repair: bool = Field(
+        False,
+        description="Quarantine each blob the background scrub finds with wrong bytes (as "
+        "fsck --repair does) instead of only logging it.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PORTSIDE_", env_nested_delimiter="__", extra="forbid"
@@ -240,6 +255,7 @@ class Settings(BaseSettings):
     quota: QuotaSettings = QuotaSettings()
     audit: AuditSettings = AuditSettings()
     scanner: ScannerSettings = ScannerSettings()
+    scrub: ScrubSettings = ScrubSettings()
 
     @property
     def database_url(self) -> str:

@@ -528,7 +528,7 @@ def test_help_everywhere() -> None:
         ("robot", "create"), ("robot", "list"), ("robot", "refresh"), ("robot", "disable"),
         ("robot", "delete"), ("user", "create"), ("user", "list"), ("user", "set-admin"),
         ("quota", "show"), ("quota", "set"), ("audit", "list"),
-        ("system", "health"), ("system", "info"), ("serve",), ("db", "upgrade"),
+        ("system", "health"), ("system", "info"), ("serve",), ("db", "upgrade"), ("fsck",),
     }  # fmt: skip
     assert expected <= set(commands)
     runner = CliRunner()

@@ -24,6 +24,7 @@ from portside.audit.purge import purge_loop
 from portside.audit.syslog import SyslogForwarder
 from portside.auth.accounts import ADMIN_USERNAME
 from portside.config import Settings
+from portside.registry.scrub import scrub_loop
 from portside.storage.upgrade import upgrade_layout
 
 __all__ = ["create_app"]
@@ -80,13 +81,17 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         audit_purge = asyncio.create_task(
             purge_loop(services.db, services.audit, settings.audit), name="audit purge"
         )
+        loops = [purge, audit_purge]
+        if settings.scrub.interval_hours:  # off by default; a loop that returned looks dead
+            scrub = scrub_loop(services.db, services.storage, services.audit, settings.scrub)
+            loops.append(asyncio.create_task(scrub, name="scrub"))
         await services.scans.start()
-        services.health.watch((purge, audit_purge, *services.scans.tasks))
+        services.health.watch((*loops, *services.scans.tasks))
         services.pulls.start()  # flushes pull times and counts; services.close() stops it
         try:
             yield
         finally:
-            for task in (purge, audit_purge):
+            for task in loops:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

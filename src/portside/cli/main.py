@@ -14,6 +14,7 @@ import click
 
 from portside.cli.commands.accounts import robot, user
 from portside.cli.commands.content import artifact, repo, tag
+from portside.cli.commands.fsck import fsck
 from portside.cli.commands.operations import audit, quota, system
 from portside.cli.commands.projects import member, project
 from portside.cli.commands.scanning import cve_allowlist, sbom, scan, scan_all
@@ -30,7 +31,8 @@ def main() -> None:
     """Portside, a self-hosted private container registry.
 
     \b
-    Server:  serve, db upgrade, admin reset-password, config check, vulndb import/status
+    Server:  serve, db upgrade, admin reset-password, config check, vulndb import/status,
+             fsck --verify-digests
     Client:  login, logout, project, member, repo, artifact, tag, robot, user,
              quota, audit, system, scan, scan-all, sbom, cve-allowlist
              (talk to any Portside over /api/v2.0)
@@ -86,6 +88,7 @@ def serve(config: Path | None, host: str | None, port: int | None, data_dir: Pat
       quota.default_project_bytes         -1 (unlimited)
       audit.retention_days / purge_interval_seconds / syslog_address   90 / 3600 / unset
       scanner.workers / block_unscanned / layer_cache_entries           2 / true / 512
+      scrub.interval_hours / workers / repair                            0 (off) / 1 / false
     """
     _keep_rich_out()
     from portside.server import run
@@ -120,6 +123,7 @@ def upgrade(config: Path | None) -> None:
 for _command in (
     admin,
     config,
+    fsck,
     login,
     logout,
     project,

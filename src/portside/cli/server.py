@@ -9,7 +9,8 @@ environment), so they act on the same database ``serve`` would use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # the settings pull in structlog; load them only when a comma
     from portside.config import Settings
     from portside.db.engine import Database
 
-__all__ = ["admin", "config", "config_option", "load_or_fail"]
+__all__ = ["admin", "config", "config_option", "load_or_fail", "migrated_database"]
 
 MASK = "********"
 
@@ -44,16 +45,10 @@ def load_or_fail(config_path: Path | None, **overrides: object) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-# -- admin reset-password ------------------------------------------------------------------------
-
-
-@click.group()
-def admin() -> None:
-    """Emergency administration on the server's own database."""
-
-
-async def _open_database(settings: Settings) -> tuple[Database | None, str | None]:
-    """The configured database, or why it cannot be changed (missing, pending migrations)."""
+@contextlib.asynccontextmanager
+async def migrated_database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, for a server-side command. Raises ``ClickException`` when it
+    is missing or not at the current schema version (``portside db upgrade`` first)."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from sqlalchemy import make_url
@@ -63,20 +58,28 @@ async def _open_database(settings: Settings) -> tuple[Database | None, str | Non
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        return None, f"no database at {url.database}; run 'portside db upgrade' (or serve) first"
+        raise click.ClickException(
+            f"no database at {url.database}; run 'portside db upgrade' (or serve) first"
+        )
     heads = set(ScriptDirectory.from_config(alembic_config(settings.database_url)).get_heads())
     db = Database(settings.database_url, pool_size=1)
     try:
         current = await db.read(lambda c: set(MigrationContext.configure(c).get_current_heads()))
-    except BaseException:
+        if current != heads:
+            raise click.ClickException(
+                "the database is not at the current schema version; run 'portside db upgrade'"
+            )
+        yield db
+    finally:
         await db.close()
-        raise
-    if current != heads:
-        await db.close()
-        return None, (
-            "the database is not at the current schema version; run 'portside db upgrade' first"
-        )
-    return db, None
+
+
+# -- admin reset-password ------------------------------------------------------------------------
+
+
+@click.group()
+def admin() -> None:
+    """Emergency administration on the server's own database."""
 
 
 def _audit_entry(resource_type: str, resource: str, operation: str, detail: str) -> Any:
@@ -103,6 +106,8 @@ def _run_on_database(work: Coroutine[Any, Any, str | None]) -> None:
     """Run ``work``; its answer (why it failed) or a database error becomes the error."""
     try:
         failure = asyncio.run(work)
+    except click.ClickException:
+        raise
     except Exception as exc:  # a database that cannot be opened is a user error here
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise click.ClickException(f"cannot update the database: {message}") from None
@@ -118,10 +123,7 @@ async def _reset(settings: Settings, username: str, password: str) -> str | None
     from portside.db.queries import now
     from portside.db.tables import sessions, users
 
-    db, problem = await _open_database(settings)
-    if db is None:
-        return problem
-    try:
+    async with migrated_database(settings) as db:
         password_hash = await asyncio.to_thread(hash_password, password)
 
         def change(connection: Connection) -> int:
@@ -142,8 +144,6 @@ async def _reset(settings: Settings, username: str, password: str) -> str | None
         if not await db.write(change):
             return f"user {username} not found"
         return None
-    finally:
-        await db.close()
 
 
 @admin.command("reset-password")
@@ -180,22 +180,17 @@ async def _unlock(settings: Settings, username: str | None, address: str | None)
     """Record the unlocks; None on success, else why not."""
     from portside.auth.ratelimit import UNLOCK_OPERATION, address_key
 
-    db, problem = await _open_database(settings)
-    if db is None:
-        return problem
     detail = "failed-login refusal lifted with portside admin unlock"
     entries = [("user", username)] if username else []
     entries += [("address", address_key(address))] if address else []
-    try:
+    async with migrated_database(settings) as db:
         await db.write(
             lambda c: [
                 c.execute(_audit_entry(kind, subject, UNLOCK_OPERATION, detail))
                 for kind, subject in entries
             ]
         )
-        return None
-    finally:
-        await db.close()
+    return None
 
 
 @admin.command("unlock")

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, bindparam, delete, select
 
 from portside.db.engine import Database
@@ -34,6 +35,8 @@ from portside.storage.base import PathNotFound, StorageDriver
 from portside.storage.layout import blob_path
 
 __all__ = ["ManifestRecord", "Manifests", "PushedManifest", "Reference", "parse_reference"]
+
+log = structlog.get_logger(__name__)
 
 _BODY_CACHE_MAX_BYTES = 16 << 10  # manifests above this are read from storage each time
 
@@ -169,6 +172,16 @@ class Manifests:
             raise RegistryError(
                 ErrorCode.MANIFEST_UNKNOWN, "manifest content is missing from storage"
             ) from None
+        # Checked once per read from storage (the cache keeps bytes forever): wrong bytes kept
+        # under this digest are never served (portside fsck --verify-digests repairs them).
+        actual = Digest.of(raw, digest.algorithm)
+        if actual != digest:
+            log.error(
+                "manifest bytes do not match their digest", digest=str(digest), actual=str(actual)
+            )
+            raise RegistryError(
+                ErrorCode.MANIFEST_UNKNOWN, "manifest content in storage does not match its digest"
+            )
         if len(raw) <= _BODY_CACHE_MAX_BYTES:
             self._bodies.put(str(digest), raw)
         return raw

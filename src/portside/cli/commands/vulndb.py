@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from portside.cli.output import emit_json, output_option, print_record, print_table
-from portside.cli.server import config_option, load_or_fail
+from portside.cli.server import config_option, load_or_fail, migrated_database
 
 if TYPE_CHECKING:
     from portside.config import Settings
@@ -29,30 +29,10 @@ T = TypeVar("T")
 
 async def _with_vulndb(settings: Settings, work: Callable[[VulnDB], Coroutine[Any, Any, T]]) -> T:
     """Run ``work`` on the configured database, refusing one that is missing or not migrated."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-    from sqlalchemy import make_url
-
-    from portside.db.engine import Database
-    from portside.db.migrate import alembic_config
     from portside.scanner.vulndb import VulnDB
 
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        raise click.ClickException(
-            f"no database at {url.database}; run 'portside db upgrade' (or serve) first"
-        )
-    heads = set(ScriptDirectory.from_config(alembic_config(settings.database_url)).get_heads())
-    db = Database(settings.database_url, pool_size=1)
-    try:
-        current = await db.read(lambda c: set(MigrationContext.configure(c).get_current_heads()))
-        if current != heads:
-            raise click.ClickException(
-                "the database is not at the current schema version; run 'portside db upgrade'"
-            )
+    async with migrated_database(settings) as db:
         return await work(VulnDB(db))
-    finally:
-        await db.close()
 
 
 def _run(settings: Settings, work: Callable[[VulnDB], Coroutine[Any, Any, T]]) -> T:
