@@ -41,7 +41,9 @@ from tests.s3server import ACCESS_KEY, REGION, SECRET_KEY
 
 APP, OTHER = "library/app", "library/other"
 GENUINE = b"the genuine layer " * 20_000  # 360 KB: a streamed push, not the small-put path
-WRONG = b"some other layer " * 20_000
+# As long as GENUINE, as in the race (two 3 MiB bodies): a push of the genuine content then
+# cannot tell the stored bytes are wrong without reading them (one of another size it replaces).
+WRONG = b"a wrong one layer " * 20_000
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 
