@@ -10,9 +10,17 @@ a character. Names that are shown on one line are stricter: :func:`has_control_c
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
-__all__ = ["UNSAFE_BYTES", "UNSAFE_URLENCODED", "has_control_characters", "unsafe_text"]
+__all__ = [
+    "UNSAFE_BYTES",
+    "UNSAFE_URLENCODED",
+    "has_control_characters",
+    "unsafe_json",
+    "unsafe_text",
+]
 
 # Control characters but tab, line feed and carriage return; DEL too.
 _CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
@@ -35,3 +43,29 @@ def has_control_characters(value: str) -> bool:
     """Whether ``value`` holds any control character, tab and line breaks included: the rule
     for names and one-line filters."""
     return _CONTROL.search(value) is not None
+
+
+def unsafe_json(body: bytes) -> bool:
+    """Whether a JSON document holds a string (or key) that breaks :func:`unsafe_text`'s rule.
+
+    It is decoded only when it holds an escape (a backslash): a raw control character is invalid
+    JSON, so only an escape can make one. A document that is not valid JSON passes: whoever
+    parses it refuses it in their own words."""
+    if b"\\" not in body:
+        return False
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    pending: list[Any] = [document]
+    while pending:  # a loop, not recursion: nesting depth is the client's choice
+        item = pending.pop()
+        if isinstance(item, str):
+            if unsafe_text(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

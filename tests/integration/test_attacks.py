@@ -33,10 +33,13 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.oci import (
+    OCI_LAYER,
     OCI_MANIFEST,
+    Blob,
     Manifest,
     image_manifest,
     jwt_claims,
+    push_blob,
     push_content,
     random_blob,
     raw_request,
@@ -769,3 +772,36 @@ def test_text_that_only_looks_hostile_is_kept(arena: Arena) -> None:
         assert arena.admin.put(path, json={"description": description}).status_code == 200
         assert arena.admin.get(path).json()["description"] == description
     assert arena.admin.put(path, json={"description": ""}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [{"artifact_type": "application/vnd.x\x00y"}, {"annotations": {"note": "a \x1b b"}}],
+    ids=["artifactType", "annotation"],
+)
+def test_hostile_text_in_a_manifest_is_refused(arena: Arena, hostile: dict[str, Any]) -> None:
+    """A manifest is JSON whose strings reach database columns: on PostgreSQL an artifactType
+    with a NUL was a 500."""
+    manifest = image_manifest(**hostile)
+    assert "\\u00" in manifest.raw.decode()
+    for blob in manifest.blobs:
+        push_blob(arena.admin, f"{arena.a}/hostile", blob)
+    response = arena.admin.put(
+        f"/v2/{arena.a}/hostile/manifests/v1",
+        content=manifest.raw,
+        headers={"Content-Type": manifest.media_type},
+    )
+    _assert_oci_bad_request(response, "MANIFEST_INVALID")
+
+
+def test_blob_bytes_are_not_text(arena: Arena) -> None:
+    """Blobs are content, stored byte for byte, NULs and escapes included; so is a manifest
+    whose strings hold tabs, line breaks and a surrogate pair."""
+    blob = Blob(b"\x00\\u0000 not text \x00" + secrets.token_bytes(16), OCI_LAYER)
+    manifest = image_manifest(layers=[blob], annotations={"note": "a\tb\nc \U0001f600"})
+    assert "\\ud83d\\ude00" in manifest.raw.decode()
+    push_content(arena.admin, f"{arena.a}/bytes", manifest, "v1")
+    pulled = arena.admin.get(f"/v2/{arena.a}/bytes/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert pulled.status_code == 200 and pulled.content == manifest.raw
+    layer = arena.admin.get(f"/v2/{arena.a}/bytes/blobs/{blob.digest}")
+    assert layer.content == blob.data

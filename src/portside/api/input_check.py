@@ -9,17 +9,12 @@ checked in the form it arrives in, so nothing is decoded twice on the hot path:
 - basic credentials are decoded from base64 and checked as bytes;
 - JSON and form bodies are read (bounded by :data:`MAX_BODY_BYTES`, as the management API bounds
   them anyway) everywhere but under ``/v2/``, whose bodies are blobs and manifests: blobs must
-  stream, and manifests are JSON the registry parses and stores as bytes. A JSON body is decoded
-  only when it holds an escape (a backslash): a raw control character is invalid JSON, so only
-  an escape can make one. A body that is not valid JSON is left to the handler, which refuses it
-  in its own words.
+  stream, and the manifest handler checks manifests itself (:func:`portside.text.unsafe_json`).
 """
 
 from __future__ import annotations
 
 import binascii
-import json
-from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from portside.api.harbor.bodylimit import MAX_BODY_BYTES
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.scanner.adapter_api import ERROR_MIME
-from portside.text import UNSAFE_BYTES, UNSAFE_URLENCODED, unsafe_text
+from portside.text import UNSAFE_BYTES, UNSAFE_URLENCODED, unsafe_json, unsafe_text
 
 __all__ = ["TextInputCheck"]
 
@@ -45,27 +40,6 @@ def _unsafe_credentials(value: bytes) -> bool:
     except binascii.Error:
         return False
     return UNSAFE_BYTES.search(decoded) is not None
-
-
-def _unsafe_json(body: bytes) -> bool:
-    if b"\\" not in body:
-        return False
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        return False
-    pending: list[Any] = [document]
-    while pending:  # a loop, not recursion: nesting depth is the client's choice
-        item = pending.pop()
-        if isinstance(item, str):
-            if unsafe_text(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def _text_body(scope: Scope) -> bytes | None:
@@ -120,7 +94,7 @@ class TextInputCheck:
             return
         received, complete = await self._read_body(receive)
         body = b"".join(message.get("body", b"") for message in received)
-        if complete and (UNSAFE_URLENCODED.search(body) if kind == b"form" else _unsafe_json(body)):
+        if complete and (UNSAFE_URLENCODED.search(body) if kind == b"form" else unsafe_json(body)):
             await _refusal(scope["path"], "request body")(scope, receive, send)
             return
 
