@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portside.api.harbor.bodylimit import MAX_BODY_BYTES
+from portside.api.harbor.errors import error_response
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.scanner.adapter_api import ERROR_MIME
 from portside.text import UNSAFE_BYTES, UNSAFE_URLENCODED, unsafe_json, unsafe_text
@@ -71,7 +72,7 @@ def _refusal(path: str, where: str) -> JSONResponse:
         return JSONResponse(RegistryError(code, message).to_json(), status_code=400)
     if path.startswith(_SCANNER_ADAPTER):
         return JSONResponse({"error": {"message": message}}, 400, media_type=ERROR_MIME)
-    return JSONResponse({"errors": [{"code": "BAD_REQUEST", "message": message}]}, 400)
+    return error_response(400, message)  # Harbor's BAD_REQUEST, also for /c/
 
 
 class TextInputCheck:
