@@ -48,7 +48,8 @@ class ServerSettings(_Section):
     public_url: str | None = Field(
         None,
         description="URL clients use to reach Portside (scheme://host[:port]), for token realms "
-        "and Location headers behind a reverse proxy. Default: taken from each request's Host.",
+        "and Location headers behind a reverse proxy. Default: a Host listed in public_hosts, "
+        "else the address the request arrived on.",
     )
     tls_cert: Path | None = Field(None, description="PEM certificate chain; enables HTTPS.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
@@ -59,6 +60,12 @@ class ServerSettings(_Section):
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed "
         "(for audit client addresses and login limits). Empty: none.",
+    )
+    public_hosts: list[str] = Field(
+        default_factory=list,
+        description="Without public_url: the host or host:port values of Host (or of "
+        "X-Forwarded-Host, with trusted_proxies) that may name Portside in token realms and "
+        "URLs. A host without a port allows any. Others are ignored. Empty: none.",
     )
 
     @model_validator(mode="after")

@@ -96,6 +96,13 @@ def run(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _flush_logs_then_terminate)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(settings.database_url)
+    if not settings.server.public_url:
+        log.warning(
+            "server.public_url is not set: token realms name a Host listed in "
+            "server.public_hosts, or else the address each request arrived on; set public_url "
+            "to the URL clients use (docs/configuration.md)",
+            public_hosts=settings.server.public_hosts,
+        )
     app = create_app(settings)
     server = settings.server
     scheme = "https" if server.tls_cert else "http"

@@ -471,8 +471,9 @@ def test_hostile_list_filters_are_400_never_500(client: httpx.Client) -> None:
         {"page": "x"},
     ]:
         assert_harbor_error(client.get(f"{API}/projects", params=params), 400)
+    # No project has such a name, and the request boundary refuses a NUL before asking.
     head = client.head(f"{API}/projects", params={"project_name": "a\x00b"})
-    assert head.status_code == 404
+    assert head.status_code == 400
     assert client.head(f"{API}/projects").status_code == 400
 
 

@@ -33,10 +33,13 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.oci import (
+    OCI_LAYER,
     OCI_MANIFEST,
+    Blob,
     Manifest,
     image_manifest,
     jwt_claims,
+    push_blob,
     push_content,
     random_blob,
     raw_request,
@@ -674,3 +677,131 @@ def test_concurrent_pushes_racing_for_the_last_bytes_of_a_quota(arena: Arena, ro
     ]
     assert sum(kept) == 1, kept
     assert _used(arena, quota_id) == 2000
+
+
+# -- hostile text: NUL, other control characters, lone surrogates ---------------------------------
+
+NUL_REQUESTS = {
+    # Anonymous: refused before anything looks at who is calling.
+    "repository query": ("anonymous", "/api/v2.0/repositories?q=name%3D~%00"),
+    "search": ("anonymous", "/api/v2.0/search?q=%00"),
+    "path": ("anonymous", "/api/v2.0/projects/a%00b"),
+    "other control character": ("anonymous", "/api/v2.0/repositories?q=name%3D~a%1Bb"),
+    # As admin, so the request would reach the database.
+    "artifact query": ("admin", "/api/v2.0/projects/{a}/repositories/app/artifacts?q=tags%3D~%00"),
+    "audit log query": ("admin", "/api/v2.0/audit-logs?q=operation%3D%00"),
+    "user search": ("admin", "/api/v2.0/users/search?username=a%00"),
+}
+
+
+def _assert_harbor_bad_request(response: httpx.Response) -> None:
+    assert response.status_code == 400, (response.request.url, response.status_code, response.text)
+    error = response.json()["errors"][0]
+    assert error["code"] == "BAD_REQUEST", error
+    assert "control character" in error["message"], error
+
+
+def _assert_oci_bad_request(response: httpx.Response, code: str = "UNSUPPORTED") -> None:
+    assert response.status_code == 400, (response.request.url, response.status_code, response.text)
+    error = response.json()["errors"][0]
+    assert error["code"] == code, error
+    assert "control character" in error["message"], error
+
+
+@pytest.mark.parametrize("kind", list(NUL_REQUESTS))
+def test_hostile_text_in_management_requests_is_refused(arena: Arena, kind: str) -> None:
+    who, target = NUL_REQUESTS[kind]
+    auth = (arena.server.username, arena.server.password) if who == "admin" else None
+    response = raw_request(arena.server.url, "GET", target.format(a=arena.a), auth=auth)
+    _assert_harbor_bad_request(response)
+
+
+def test_hostile_text_in_registry_requests_is_refused(arena: Arena) -> None:
+    url, auth = arena.server.url, (arena.server.username, arena.server.password)
+    _assert_oci_bad_request(raw_request(url, "GET", "/v2/_catalog?last=%00", auth=auth))
+    _assert_oci_bad_request(raw_request(url, "GET", "/v2/_catalog?last=%00"))  # anonymous
+    _assert_oci_bad_request(
+        raw_request(url, "GET", f"/v2/{arena.a}/a%00b/manifests/v1", auth=auth), "NAME_INVALID"
+    )
+    _assert_oci_bad_request(
+        raw_request(url, "GET", f"/v2/{arena.a}/app/tags/list?last=%00", auth=auth)
+    )
+    # The honest request still works.
+    assert raw_request(url, "GET", "/v2/_catalog?last=a", auth=auth).status_code == 200
+
+
+def test_hostile_text_in_token_requests_is_refused(arena: Arena) -> None:
+    url = arena.server.url
+    token_url = f"{url}/service/token?service={arena.service}"
+    _assert_oci_bad_request(httpx.get(token_url, auth=("a\x00", "pw"), timeout=30))
+    _assert_oci_bad_request(httpx.get(token_url, auth=(arena.dev[0], "pw\x00"), timeout=30))
+    _assert_oci_bad_request(httpx.get(f"{token_url}&scope=repository:a%00:pull", timeout=30))
+    for username in ("a\x00", "a\x07"):
+        form = {"grant_type": "password", "username": username, "password": "pw"}
+        _assert_oci_bad_request(httpx.post(f"{url}/service/token", data=form, timeout=30))
+    # The form body raw, with a NUL byte rather than its escape.
+    raw = b"grant_type=password&username=a\x00&password=pw"
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = httpx.post(f"{url}/service/token", content=raw, headers=form_type, timeout=30)
+    _assert_oci_bad_request(response)
+    # Honest logins still work, by GET and POST.
+    assert httpx.get(token_url, auth=arena.dev, timeout=30).status_code == 200
+    form = {"grant_type": "password", "username": arena.dev[0], "password": arena.dev[1]}
+    assert httpx.post(f"{url}/service/token", data=form, timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "escape", ["\\u0000", "\\u001b", "\\b", "\\ud800", "\\udc00x", "\\u007f"], ids=repr
+)
+def test_hostile_text_in_json_bodies_is_refused(arena: Arena, escape: str) -> None:
+    path = f"/api/v2.0/projects/{arena.a}/repositories/app"
+    body = ('{"description": "before ' + escape + ' after"}').encode()
+    response = arena.admin.put(path, content=body, headers={"Content-Type": "application/json"})
+    _assert_harbor_bad_request(response)
+    # In a key, nested, and without a content type (FastAPI parses that as JSON too).
+    nested = ('{"project_name": "x", "metadata": {"public' + escape + '": "true"}}').encode()
+    _assert_harbor_bad_request(arena.admin.post("/api/v2.0/projects", content=nested))
+    assert arena.admin.get(path).json().get("description", "") == ""
+
+
+def test_text_that_only_looks_hostile_is_kept(arena: Arena) -> None:
+    """An escaped backslash before ``u0000`` is the six characters ``\\u0000``, and tabs,
+    line breaks and characters outside the BMP (a surrogate pair) are ordinary text."""
+    path = f"/api/v2.0/projects/{arena.a}/repositories/app"
+    for description in ("literal \\u0000 here", "two\nlines\tand\r\n a \U0001f600"):
+        assert arena.admin.put(path, json={"description": description}).status_code == 200
+        assert arena.admin.get(path).json()["description"] == description
+    assert arena.admin.put(path, json={"description": ""}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [{"artifact_type": "application/vnd.x\x00y"}, {"annotations": {"note": "a \x1b b"}}],
+    ids=["artifactType", "annotation"],
+)
+def test_hostile_text_in_a_manifest_is_refused(arena: Arena, hostile: dict[str, Any]) -> None:
+    """A manifest is JSON whose strings reach database columns: on PostgreSQL an artifactType
+    with a NUL was a 500."""
+    manifest = image_manifest(**hostile)
+    assert "\\u00" in manifest.raw.decode()
+    for blob in manifest.blobs:
+        push_blob(arena.admin, f"{arena.a}/hostile", blob)
+    response = arena.admin.put(
+        f"/v2/{arena.a}/hostile/manifests/v1",
+        content=manifest.raw,
+        headers={"Content-Type": manifest.media_type},
+    )
+    _assert_oci_bad_request(response, "MANIFEST_INVALID")
+
+
+def test_blob_bytes_are_not_text(arena: Arena) -> None:
+    """Blobs are content, stored byte for byte, NULs and escapes included; so is a manifest
+    whose strings hold tabs, line breaks and a surrogate pair."""
+    blob = Blob(b"\x00\\u0000 not text \x00" + secrets.token_bytes(16), OCI_LAYER)
+    manifest = image_manifest(layers=[blob], annotations={"note": "a\tb\nc \U0001f600"})
+    assert "\\ud83d\\ude00" in manifest.raw.decode()
+    push_content(arena.admin, f"{arena.a}/bytes", manifest, "v1")
+    pulled = arena.admin.get(f"/v2/{arena.a}/bytes/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert pulled.status_code == 200 and pulled.content == manifest.raw
+    layer = arena.admin.get(f"/v2/{arena.a}/bytes/blobs/{blob.digest}")
+    assert layer.content == blob.data

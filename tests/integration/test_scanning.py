@@ -261,12 +261,13 @@ def test_scanner_registrations_are_validated(client: httpx.Client) -> None:
             "/api/v2.0/scanners", json={"name": "bad\u0000name", "url": "http://127.0.0.1:9"}
         )
         assert hostile.status_code == 400
-        assert client.get("/api/v2.0/scanners/not-a-uuid%00").status_code == 404
+        # A NUL is refused at the request boundary, before any lookup.
+        assert client.get("/api/v2.0/scanners/not-a-uuid%00").status_code == 400
         assert (
             client.put(
                 f"/api/v2.0/projects/{scanning.project(client)}/scanner", json={"uuid": "x\u0000"}
             ).status_code
-            == 404
+            == 400
         )
         assert ping.status_code == 400  # nothing listens on port 9
     finally:

@@ -17,6 +17,7 @@ from portside.api import scanner_adapter, session, token, v2
 from portside.api.errors import exception_handlers
 from portside.api.harbor import PREFIX, create_management_app
 from portside.api.harbor.bodylimit import BodyLimit
+from portside.api.input_check import TextInputCheck
 from portside.api.logging import AccessLogMiddleware
 from portside.api.readonly import ReadOnlyGuard
 from portside.api.services import Services, build_services
@@ -112,6 +113,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/c/logout", session.logout_session, methods=session.ANY_METHOD),
     ]
     middleware = [Middleware(AccessLogMiddleware)] if settings.log.access_log else []
+    middleware.append(Middleware(TextInputCheck))  # before anything reads the request's text
     middleware.append(Middleware(ReadOnlyGuard, configurations=services.configurations))
     app = Starlette(
         routes=routes,

@@ -20,6 +20,7 @@ import binascii
 import structlog
 from starlette.requests import HTTPConnection
 
+from portside.api.public_url import base_url
 from portside.auth.access import ANONYMOUS, SCANNER, Principal, Scope
 from portside.auth.tokens import TokenClaims, TokenError
 from portside.oci.errors import ErrorCode, RegistryError
@@ -27,7 +28,6 @@ from portside.oci.errors import ErrorCode, RegistryError
 __all__ = [
     "authenticate",
     "authorize",
-    "base_url",
     "client_address",
     "login",
     "parse_basic",
@@ -35,14 +35,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("portside.security")
-
-
-def base_url(connection: HTTPConnection) -> str:
-    """The URL clients use to reach us: configured, or taken from the request."""
-    configured = connection.app.state.services.settings.server.public_url
-    if configured:
-        return str(configured).rstrip("/")
-    return f"{connection.url.scheme}://{connection.url.netloc}"
 
 
 def _challenge(connection: HTTPConnection, scope: Scope | None, error: str | None) -> str:

@@ -34,6 +34,7 @@ from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now
 from portside.db.tables import project_members, users
 from portside.registry.cache import LRUCache
+from portside.text import has_control_characters, unsafe_text
 
 __all__ = [
     "ADMIN_USERNAME",
@@ -52,8 +53,6 @@ ADMIN_USERNAME = "admin"
 # Harbor's forbidden username characters, plus ":" (it ends the username in HTTP basic
 # credentials, so such an account could never log in) and control characters.
 ILLEGAL_USERNAME_CHARS = ',"~#%$'
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EMAIL_ATOM = r'[^<>()\[\]\\.,;:\s@"\x00-\x1f\x7f]+'
 _EMAIL = re.compile(
     rf"{_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{{2,}}", re.ASCII
@@ -111,7 +110,8 @@ def username_problem(username: str, robot_prefix: str) -> str | None:
     """Why ``username`` cannot name a new account, or None when it can."""
     if not 1 <= len(username) <= MAX_NAME_LENGTH:
         return f"username must be 1-{MAX_NAME_LENGTH} characters long"
-    if any(c in ILLEGAL_USERNAME_CHARS or c == ":" for c in username) or _CONTROL.search(username):
+    illegal = any(c in ILLEGAL_USERNAME_CHARS or c == ":" for c in username)
+    if illegal or has_control_characters(username):
         return f"username must not contain control characters or any of {ILLEGAL_USERNAME_CHARS}:"
     if username != username.strip():
         return "username must not begin or end with white space"
@@ -130,14 +130,14 @@ def profile_problem(email: str | None, realname: str | None, comment: str | None
     if realname is not None:
         if not 1 <= len(realname) <= MAX_NAME_LENGTH:
             return f"realname must be 1-{MAX_NAME_LENGTH} characters long"
-        if any(c in ILLEGAL_USERNAME_CHARS for c in realname) or _CONTROL.search(realname):
+        if any(c in ILLEGAL_USERNAME_CHARS for c in realname) or has_control_characters(realname):
             return (
                 f"realname must not contain control characters or any of {ILLEGAL_USERNAME_CHARS}"
             )
     if comment is not None:
         if len(comment) > MAX_COMMENT_LENGTH:
             return f"comment must be at most {MAX_COMMENT_LENGTH} characters long"
-        if _CONTROL_BUT_NEWLINES.search(comment):
+        if unsafe_text(comment):
             return "comment must not contain control characters"
     return None
 

@@ -8,7 +8,6 @@ here. Callers drop the policy cache after a change to membership, as roles depen
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from portside.db.engine import Database
 from portside.db.queries import insert_ignore, now
 from portside.db.tables import project_members, usergroup_users, usergroups, users
+from portside.text import has_control_characters
 
 __all__ = [
     "GROUP_TYPE_HTTP",
@@ -37,7 +37,6 @@ GROUP_TYPE_HTTP = 2
 GROUP_TYPE_OIDC = 3
 MAX_GROUP_NAME = 255
 MAX_GROUP_DN = 512
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class GroupConflict(Exception):
@@ -78,7 +77,7 @@ def group_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a group, or None when it can."""
     if not 1 <= len(name) <= MAX_GROUP_NAME or not name.strip():
         return f"group_name must be 1-{MAX_GROUP_NAME} characters long and not blank"
-    if _CONTROL.search(name):
+    if has_control_characters(name):
         return "group_name must not contain control characters"
     return None
 

@@ -68,11 +68,8 @@ def label_problem(name: str, description: str | None, color: str | None) -> str 
         return f"label name must be 1-{MAX_NAME_LENGTH} characters long"
     if not _printable(name) or name.strip() != name:
         return "label name must not contain control characters or surrounding spaces"
-    if description is not None:
-        if len(description) > MAX_DESCRIPTION_LENGTH:
-            return f"description must be at most {MAX_DESCRIPTION_LENGTH} characters long"
-        if "\x00" in description:
-            return "description must not contain NUL characters"
+    if description is not None and len(description) > MAX_DESCRIPTION_LENGTH:
+        return f"description must be at most {MAX_DESCRIPTION_LENGTH} characters long"
     if color:
         digits = color[1:]
         if color[0] != "#" or len(digits) not in (3, 4, 6, 8) or not set(digits) <= _HEX:

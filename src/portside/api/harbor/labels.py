@@ -44,6 +44,7 @@ from portside.auth.rbac import Permission
 from portside.db.tables import labels
 from portside.projects.labels import Label, LabelConflict, LabelScope, label_problem
 from portside.projects.projects import Project
+from portside.text import has_control_characters
 
 __all__ = ["router"]
 
@@ -118,8 +119,9 @@ def _out(label: Label) -> LabelOut:
 
 
 def _no_control(value: str | None, name: str) -> str | None:
-    """Query values reach SQL, logs and audit entries; PostgreSQL refuses NUL outright."""
-    if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    """Query values reach SQL, logs and audit entries, and no label holds a control
+    character: a filter with one could match nothing."""
+    if value is not None and has_control_characters(value):
         raise HarborError(400, f"{name} must not contain control characters")
     return value
 

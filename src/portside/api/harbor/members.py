@@ -23,19 +23,20 @@ from portside.auth.access import Principal
 from portside.auth.rbac import Permission, Role
 from portside.projects.members import EntityType, Member
 from portside.projects.projects import Project
+from portside.text import has_control_characters
 
 __all__ = ["MemberOut", "ProjectMemberReq", "RoleRequest", "router"]
 
 router = APIRouter(tags=["member"])
 
 
-def _printable(value: str) -> str:
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+def _one_line(value: str) -> str:
+    if has_control_characters(value):
         raise ValueError("must not contain control characters")
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_printable)]
+Name = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_one_line)]
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 RoleId = Annotated[
     StrictInt,

@@ -63,6 +63,7 @@ from portside.projects.projects import (
     public_is,
     validate_project_name,
 )
+from portside.text import has_control_characters
 
 __all__ = [
     "MAX_ID",
@@ -185,7 +186,7 @@ def text_filter(value: str | None, what: str, limit: int = 255) -> str | None:
     a name may hold: control characters, or longer than any stored name."""
     if value is None:
         return None
-    if len(value) > limit or any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if len(value) > limit or has_control_characters(value):
         raise HarborError(400, f"invalid {what}: control characters or too long")
     return value
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement
 
 from portside.api.harbor.access import (
@@ -80,16 +80,6 @@ _SORT_COLUMNS: dict[str, ColumnElement[Any]] = {
 RobotId = Annotated[int, Path(ge=1, le=MAX_ID, description="Robot ID")]
 
 
-def _has_control_characters(value: str) -> bool:
-    return any(ord(c) < 32 and c not in "\t\n\r" for c in value)
-
-
-def _no_control_characters(value: str | None) -> str | None:
-    if value is not None and _has_control_characters(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
 # -- request bodies (Harbor's RobotCreate, Robot, RobotSec, RobotPermission, Access) ------------
 
 
@@ -125,8 +115,6 @@ class RobotCreateBody(BaseModel):
     )
     permissions: list[PermissionBody] | None = Field(None, max_length=MAX_BLOCKS)
 
-    _description = field_validator("description")(_no_control_characters)
-
 
 class RobotUpdateBody(BaseModel):
     """Harbor's ``Robot``, as a client sends back what it read. ``name`` and ``level`` cannot
@@ -150,8 +138,6 @@ class RobotUpdateBody(BaseModel):
     creator: str | None = Field(None, max_length=MAX_NAME + 64)
     creation_time: str | None = Field(None, max_length=64)
     update_time: str | None = Field(None, max_length=64)
-
-    _description = field_validator("description")(_no_control_characters)
 
 
 class RobotSecBody(BaseModel):
@@ -491,9 +477,6 @@ async def list_robots(
     require_authenticated(request, principal)
     services = services_of(request)
     terms = parse_query(q, {"Level", "ProjectID", "name"})
-    for term in terms.values():
-        if any(_has_control_characters(v) for v in term.values):
-            raise HarborError(400, f"invalid value for {term.key!r}")
     level = "system"
     if "Level" in terms:
         term = terms.pop("Level")

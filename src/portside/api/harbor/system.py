@@ -26,6 +26,7 @@ from portside.api.harbor.access import (
     services_of,
 )
 from portside.api.harbor.errors import HarborError
+from portside.api.public_url import base_url
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import ROLE_PERMISSIONS, Permission
@@ -50,9 +51,7 @@ async def ping() -> PlainTextResponse:
 
 def _registry_host(request: Request) -> tuple[str, str]:
     """``(registry_url, external_url)``: the host clients push to, and the full base URL."""
-    public = services_of(request).settings.server.public_url
-    base = public.rstrip("/") if public else str(request.base_url).rstrip("/")
-    base = base.removesuffix("/api/v2.0")
+    base = base_url(request)
     return re.sub(r"^[a-z]+://", "", base), base
 
 

@@ -14,7 +14,6 @@ policy, so membership changes drop the policy's cached decisions at once.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -41,6 +40,7 @@ from portside.auth.groups import (
     group_name_problem,
 )
 from portside.db.tables import usergroups
+from portside.text import has_control_characters
 
 __all__ = ["router"]
 
@@ -48,7 +48,6 @@ router = APIRouter(tags=["usergroup"])
 
 GroupId = Annotated[int, Path(ge=1, le=MAX_ID, description="The user group's id.")]
 UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The user's id.")]
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class UserGroupReq(BaseModel):
@@ -116,17 +115,10 @@ def _checked(body: UserGroupReq, current_type: int = GROUP_TYPE_HTTP) -> None:
             400, f"Portside has local groups only: group_type must be {GROUP_TYPE_HTTP} (HTTP)"
         )
     dn = body.ldap_group_dn
-    if dn is not None and (len(dn) > MAX_GROUP_DN or _CONTROL.search(dn)):
+    if dn is not None and (len(dn) > MAX_GROUP_DN or has_control_characters(dn)):
         raise HarborError(
             400, f"ldap_group_dn must be at most {MAX_GROUP_DN} characters, without control ones"
         )
-
-
-def _no_nul(value: str | None, name: str) -> str | None:
-    """Query values reach SQL, and PostgreSQL refuses NUL characters: a 400 first."""
-    if value is not None and "\x00" in value:
-        raise HarborError(400, f"{name} must not contain NUL characters")
-    return value
 
 
 def _audit(
@@ -162,9 +154,9 @@ async def list_user_groups(
     """All groups (system admins); ``group_name`` is a substring filter."""
     _require_admin(request, principal, "list user groups")
     where = []
-    if _no_nul(group_name, "group_name"):
+    if group_name:
         where.append(usergroups.c.group_name.contains(group_name, autoescape=True))
-    if _no_nul(ldap_group_dn, "ldap_group_dn"):
+    if ldap_group_dn:
         where.append(usergroups.c.ldap_group_dn == ldap_group_dn)
     total, groups = await _groups(request).list_groups(where, page.offset, page.page_size)
     set_page_headers(request, response, page, total)
@@ -196,7 +188,7 @@ async def search_user_groups(
 ) -> list[UserGroupSearchItem]:
     """Groups whose name contains ``groupname``, for every user."""
     _require_user(request, principal, "search user groups")
-    where = [usergroups.c.group_name.contains(_no_nul(groupname, "groupname"), autoescape=True)]
+    where = [usergroups.c.group_name.contains(groupname, autoescape=True)]
     total, groups = await _groups(request).list_groups(where, page.offset, page.page_size)
     set_page_headers(request, response, page, total)
     return [

@@ -10,18 +10,26 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from portside.api.security import authorize
 from portside.api.v2 import base, blobs, manifests, uploads
+from portside.api.v2.common import body_cut_off
 from portside.auth.access import Scope
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.oci.names import validate_name
 from portside.projects.projects import project_of
 
-__all__ = ["routes"]
+__all__ = ["CLIENT_CLOSED_REQUEST", "routes"]
+
+log = structlog.get_logger("portside.v2")
+
+# The access log's status for a request whose client went away before its body ended (nginx's
+# 499): no answer reaches anyone, and 0 would read as a request the server never finished.
+CLIENT_CLOSED_REQUEST = 499
 
 Handler = Callable[[Request, str], Awaitable[Response]]
 Action = Literal["pull", "push", "delete"]
@@ -44,7 +52,20 @@ def _guarded(handler: Handler, action: Action) -> Callable[[Request], Awaitable[
         if action == "push" and principal.is_admin:
             await _require_project(request, name)
         request.state.principal = principal
-        return await handler(request, name)
+        try:
+            return await handler(request, name)
+        except Exception:
+            # Whatever the client going away surfaced as below, it is no server error.
+            received = body_cut_off(request)
+            if received is None:
+                raise
+            log.info(
+                "client went away before the end of the body",
+                method=request.method,
+                path=request.url.path,
+                bytes_received=received,
+            )
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     endpoint.__name__ = handler.__name__
     return endpoint

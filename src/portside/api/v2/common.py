@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from portside.oci.errors import ErrorCode, RegistryError
 
-__all__ = ["API_VERSION_HEADER", "Page", "content_length", "read_limited", "request_body"]
+__all__ = [
+    "API_VERSION_HEADER",
+    "Page",
+    "body_cut_off",
+    "content_length",
+    "read_limited",
+    "request_body",
+]
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 
@@ -23,8 +30,23 @@ def content_length(request: Request) -> int | None:
     return int(value)
 
 
-def request_body(request: Request) -> AsyncIterator[bytes]:
-    return request.stream()
+async def request_body(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives. A client that goes away in the middle leaves the count of bytes
+    that did arrive in ``request.state``, for :func:`body_cut_off` to report."""
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            yield chunk
+    except ClientDisconnect:
+        request.state.body_cut_off_after = received
+        raise
+
+
+def body_cut_off(request: Request) -> int | None:
+    """How many bytes of the body arrived before the client went away, or None if it did not."""
+    received: int | None = getattr(request.state, "body_cut_off_after", None)
+    return received
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -36,7 +58,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
     if declared is not None and declared > limit:
         raise too_big
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in request_body(request):
         body += chunk
         if len(body) > limit:
             raise too_big

@@ -18,6 +18,7 @@ from portside.oci.errors import ErrorCode, RegistryError
 from portside.oci.names import is_tag
 from portside.projects.projects import project_of
 from portside.registry.manifests import Reference, parse_reference
+from portside.text import unsafe_json
 
 __all__ = ["audit_artifact", "delete", "get", "put", "referrers", "tag_list"]
 
@@ -113,6 +114,12 @@ async def put(request: Request, name: str) -> Response:
     manifests = request.app.state.services.manifests
     reference = parse_reference(request.path_params["reference"])
     raw = await read_limited(request, manifests.max_bytes)
+    if unsafe_json(raw):  # its strings reach database columns (artifactType, media types)
+        raise RegistryError(
+            ErrorCode.MANIFEST_INVALID,
+            "a string in the manifest holds a NUL, another control character or an unpaired "
+            "surrogate",
+        )
     pushed = await manifests.put(name, reference, raw, request.headers.get("content-type"))
     headers = {
         "Location": f"/v2/{name}/manifests/{pushed.digest}",
