@@ -222,3 +222,18 @@ async def test_chunks_of_uploads_without_a_row_are_swept(
     assert (await b.status(REPO, live)).size == 10
     await a.cancel(REPO, live)
     assert [key async for key in storage.list(UPLOADS_PREFIX)] == []
+
+
+async def test_a_stored_blob_of_another_size_is_replaced_by_the_verified_bytes(
+    replicas: tuple[Uploads, Uploads, StorageDriver],
+) -> None:
+    """Bytes an earlier version stored under a wrong digest are kept by a later push of the
+    genuine content, as a rule (they cannot be told apart without reading them), unless their
+    size gives them away: then the push stores the bytes it verified."""
+    a, _, storage = replicas
+    blob = os.urandom(1 << 20)
+    await storage.put(blob_path(_digest(blob)), b"bytes of another length")
+    upload_id = (await a.start(REPO)).id
+    await a.append(REPO, upload_id, _body(blob), None, len(blob))
+    assert await a.finish(REPO, upload_id, _digest(blob), _body(b""), 0) == len(blob)
+    assert await _stored(storage, _digest(blob)) == blob
