@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from portside.api import scanner_adapter, session, token, v2
-from portside.api.errors import exception_handlers
+from portside.api.errors import ErrorBoundary, exception_handlers
 from portside.api.harbor import PREFIX, create_management_app
 from portside.api.harbor.bodylimit import BodyLimit
 from portside.api.logging import AccessLogMiddleware
@@ -95,6 +95,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             log.info("stopped")
 
     management = create_management_app(services)
+    # Inside the management app too: its own outermost layer (Starlette's ServerErrorMiddleware)
+    # would answer an unhandled exception with a plain-text 500 and raise it on.
+    management.add_middleware(ErrorBoundary)
     routes = [
         *v2.routes(),
         *scanner_adapter.routes(),
@@ -106,6 +109,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/c/logout", session.logout_session, methods=["GET", "POST"]),
     ]
     middleware = [Middleware(AccessLogMiddleware)] if settings.log.access_log else []
+    # Below the access log, so it logs the status the boundary answered with.
+    middleware.append(Middleware(ErrorBoundary))
     middleware.append(Middleware(ReadOnlyGuard, configurations=services.configurations))
     app = Starlette(
         routes=routes,

@@ -1,17 +1,45 @@
-"""Turning exceptions into the distribution error envelope. Nothing else builds error JSON."""
+"""Turning exceptions into the distribution error envelope, and the boundary that makes sure
+every request ends in an answer. Nothing else builds error JSON for ``/v2/``.
+
+:class:`ErrorBoundary` wraps the application (and the management API inside it) below the
+access log. Whatever a handler or middleware raises that no exception handler took, the client
+gets an answer in its protocol's format (Harbor's on ``/api/v2.0``, distribution's elsewhere)
+and the access log its real status:
+
+- an outage (:mod:`portside.system.failures`): 503 with ``Retry-After``, or 507 when storage
+  is full, logged as one warning line without a traceback;
+- anything else: 500, logged once with its traceback;
+- a request cut off by shutdown (cancelled after the grace period): 503 if nothing was sent
+  yet, and one log line either way;
+- a client that went away: one info line, nothing sent.
+
+Nothing is re-raised to the ASGI server, which would log another traceback and close the
+connection.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import structlog
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portside.oci.errors import ErrorCode, RegistryError
+from portside.system.failures import RETRY_AFTER_SECONDS, outage_of
 
-__all__ = ["exception_handlers"]
+__all__ = ["ErrorBoundary", "exception_handlers"]
 
 log = structlog.get_logger("portside.errors")
+
+_HARBOR_PREFIX = "/api/v2.0/"
+_HARBOR_CODES = {500: "UNKNOWN", 503: "SERVICE_UNAVAILABLE", 507: "INSUFFICIENT_STORAGE"}
+_OCI_CODES = {500: ErrorCode.UNKNOWN, 503: ErrorCode.UNAVAILABLE, 507: ErrorCode.UNKNOWN}
+_INTERNAL = "internal error; see the server log"
+_SHUTTING_DOWN = "the server is shutting down; try again"
 
 
 def _respond(error: RegistryError) -> Response:
@@ -32,13 +60,89 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _respond(RegistryError(ErrorCode.UNSUPPORTED, str(exc.detail), status=exc.status_code))
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("request failed", method=request.method, path=request.url.path, exc_info=exc)
-    return _respond(RegistryError(ErrorCode.UNKNOWN, "internal error; see the server log"))
-
-
 exception_handlers = {
     RegistryError: _registry_error,
     HTTPException: _http_error,
-    Exception: _unexpected,
 }
+
+
+def _error_body(path: str, status: int, message: str) -> bytes:
+    """The error body of ``path``'s protocol: Harbor's on the management API."""
+    if path.startswith(_HARBOR_PREFIX):
+        code = _HARBOR_CODES.get(status, "UNKNOWN")
+        return json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+    error = RegistryError(_OCI_CODES.get(status, ErrorCode.UNKNOWN), message, status=status)
+    return json.dumps(error.to_json()).encode()
+
+
+class ErrorBoundary:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # Only shutdown cancels a request (uvicorn, after server.shutdown_grace_seconds).
+            # The task ends here instead of unwinding into uvicorn, which would log the
+            # cancellation as a traceback.
+            log.warning("request cut off by shutdown", **_where(scope), answered=not started)
+            if not started:
+                await _answer(send, scope, 503, _SHUTTING_DOWN, retry=True)
+        except ClientDisconnect:
+            log.info("client disconnected before the request was read", **_where(scope))
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is not None:
+                log.warning(
+                    f"request failed: {outage.reason}",
+                    **_where(scope),
+                    status=outage.status,
+                    error=_summary(exc),
+                )
+                status, message = outage.status, outage.message
+            else:
+                log.error("request failed", **_where(scope), exc_info=exc)
+                status, message = 500, _INTERNAL
+            if started:
+                log.warning("response cut off after it started", **_where(scope))
+                return
+            await _answer(send, scope, status, message, retry=status == 503)
+
+
+def _where(scope: Scope) -> dict[str, str]:
+    return {"method": scope["method"], "path": scope["path"]}
+
+
+def _summary(exc: BaseException) -> str:
+    """The exception and what it was raised from, in one short line for the log."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 3:
+        text = str(current).splitlines()[0][:200] if str(current) else ""
+        parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
+        current = current.__cause__
+    return " <- ".join(parts)
+
+
+async def _answer(send: Send, scope: Scope, status: int, message: str, *, retry: bool) -> None:
+    body = _error_body(scope["path"], status, message)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if retry:
+        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

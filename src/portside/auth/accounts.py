@@ -191,33 +191,31 @@ class Accounts:
     async def authenticate(self, username: str, password: str) -> Principal | None:
         """The principal for valid credentials, else None. Takes the same time for unknown
         users as for wrong passwords."""
-        key = self._key(username, password)
-        cached = self._verified.get(key)
-        if cached is not None:
-            return cached
         query = select(users.c.id, users.c.password_hash, users.c.sysadmin_flag).where(
             users.c.username == username
         )
-        row = await self._db.read(lambda c: c.execute(query).first())
-        ok = await asyncio.to_thread(verify_password, row.password_hash if row else None, password)
-        if not ok or row is None:
-            return None
-        principal = Principal("user", username, int(row.id), bool(row.sysadmin_flag))
-        self._verified.put(key, principal)
-        return principal
+
+        async def verify() -> Principal | None:
+            row = await self._db.read(lambda c: c.execute(query).first())
+            hashed = row.password_hash if row else None
+            ok = await asyncio.to_thread(verify_password, hashed, password)
+            if not ok or row is None:
+                return None
+            return Principal("user", username, int(row.id), bool(row.sysadmin_flag))
+
+        return await self._verified.fetch(self._key(username, password), verify)
 
     async def principal(self, username: str) -> Principal | None:
         """The account behind a token, or None when it no longer exists."""
-        cached = self._principals.get(username)
-        if cached is not None:
-            return cached
         query = select(users.c.id, users.c.sysadmin_flag).where(users.c.username == username)
-        row = await self._db.read(lambda c: c.execute(query).first())
-        if row is None:
-            return None
-        principal = Principal("user", username, int(row.id), bool(row.sysadmin_flag))
-        self._principals.put(username, principal)
-        return principal
+
+        async def load() -> Principal | None:
+            row = await self._db.read(lambda c: c.execute(query).first())
+            if row is None:
+                return None
+            return Principal("user", username, int(row.id), bool(row.sysadmin_flag))
+
+        return await self._principals.fetch(username, load)
 
     def forget(self) -> None:
         """Drop cached credentials and accounts after a local change to any account."""

@@ -39,18 +39,20 @@ class ProjectPolicy:
 
     async def permissions(self, principal: Principal, project: Project) -> frozenset[Permission]:
         """Everything ``principal`` may do in ``project`` (admins: see :meth:`allows`)."""
-        key = (principal.kind, principal.id, project.id)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        granted = _NOTHING
-        if principal.kind == "user" and principal.id is not None:
-            granted = permissions_of(await self._members.roles_of_user(principal.id, project.id))
-        elif principal.kind == "robot" and principal.id is not None:
-            granted = await self._robots.permissions_in(principal.id, project.name)
-        if project.public:
-            granted = granted | PUBLIC_PERMISSIONS
-        self._cache.put(key, granted)
+
+        async def decide() -> frozenset[Permission]:
+            granted = _NOTHING
+            if principal.kind == "user" and principal.id is not None:
+                roles = await self._members.roles_of_user(principal.id, project.id)
+                granted = permissions_of(roles)
+            elif principal.kind == "robot" and principal.id is not None:
+                granted = await self._robots.permissions_in(principal.id, project.name)
+            if project.public:
+                granted = granted | PUBLIC_PERMISSIONS
+            return granted
+
+        granted = await self._cache.fetch((principal.kind, principal.id, project.id), decide)
+        assert granted is not None  # decide() never answers None
         return granted
 
     async def allows(self, principal: Principal, project: Project, permission: Permission) -> bool:

@@ -3,6 +3,7 @@
 The tree, relative to the driver's root::
 
     layout-version               which of these trees this is (see storage.upgrade)
+    health-probe                 rewritten by each health check, to prove writes succeed
     blobs/
       sha256/
         ab/                      first two hex characters of the digest
@@ -31,6 +32,7 @@ from portside.oci.digest import Digest
 __all__ = [
     "BLOBS_PREFIX",
     "EXPORTS_PREFIX",
+    "HEALTH_PROBE_KEY",
     "LAYOUT_KEY",
     "LAYOUT_VERSION",
     "UPLOADS_PREFIX",
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 LAYOUT_KEY = "layout-version"
+HEALTH_PROBE_KEY = "health-probe"
 LAYOUT_VERSION = 2
 BLOBS_PREFIX = "blobs/"
 UPLOADS_PREFIX = "uploads/"
