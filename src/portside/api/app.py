@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -44,10 +45,15 @@ async def _purge_uploads(services: Services) -> None:
             log.exception("failed to purge abandoned uploads; will retry")
 
 
+# At shutdown, how long requests cut off by the end of the grace period may take to clean up.
+_CUT_OFF_CLEANUP_SECONDS = 5.0
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     """Build the application. The database must already be migrated (``portside db upgrade``,
     which ``portside serve`` runs first)."""
     services = services or build_services(settings)
+    inflight: set[asyncio.Task[Any]] = set()  # request tasks, kept by the ErrorBoundary
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,6 +92,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         try:
             yield
         finally:
+            if inflight:  # cut off by the grace period: let them keep their bytes and log
+                await asyncio.wait(set(inflight), timeout=_CUT_OFF_CLEANUP_SECONDS)
             for task in (purge, audit_purge):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -110,7 +118,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     ]
     middleware = [Middleware(AccessLogMiddleware)] if settings.log.access_log else []
     # Below the access log, so it logs the status the boundary answered with.
-    middleware.append(Middleware(ErrorBoundary))
+    middleware.append(Middleware(ErrorBoundary, inflight=inflight))
     middleware.append(Middleware(ReadOnlyGuard, configurations=services.configurations))
     app = Starlette(
         routes=routes,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -76,13 +77,28 @@ def _error_body(path: str, status: int, message: str) -> bytes:
 
 
 class ErrorBoundary:
-    def __init__(self, app: ASGIApp) -> None:
+    """``inflight``, when given, holds the task of every request under way, so that shutdown
+    can wait for those it cut off to finish their cleanup (and log their line)."""
+
+    def __init__(self, app: ASGIApp, inflight: set[asyncio.Task[Any]] | None = None) -> None:
         self.app = app
+        self._inflight = inflight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        task = asyncio.current_task()
+        if self._inflight is None or task is None:
+            await self._guarded(scope, receive, send)
+            return
+        self._inflight.add(task)
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            self._inflight.discard(task)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:

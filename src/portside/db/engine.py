@@ -27,6 +27,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -165,6 +166,7 @@ class Database:
         self._async_engine: AsyncEngine | None = None
         self._read_engine: Engine | None = None
         self._inline: Connection | None = None
+        self._write_failure: tuple[float, str] | None = None  # when, and why
         if make_url(url).get_backend_name() == "sqlite":
             sync_url = sqlite_sync_url(url)
             threads = {"check_same_thread": False}
@@ -217,11 +219,25 @@ class Database:
         """Run ``transaction`` in a transaction, committed when it returns and rolled back when
         it raises. It may be run more than once (on SQLite, when a transaction grouped with it
         fails), so it must do nothing but database work."""
-        with _outages_raised():
-            if self._async_engine is not None:
-                async with self._async_engine.begin() as connection:
-                    return await connection.run_sync(transaction)
-            return await self._writer.submit(transaction)
+        try:
+            with _outages_raised():
+                if self._async_engine is not None:
+                    async with self._async_engine.begin() as connection:
+                        result = await connection.run_sync(transaction)
+                else:
+                    result = await self._writer.submit(transaction)
+        except DatabaseUnavailable as exc:
+            self._write_failure = (time.monotonic(), str(exc))
+            raise
+        self._write_failure = None
+        return result
+
+    def failing_writes(self, within: float) -> str | None:
+        """Why writes fail, if the last one (less than ``within`` seconds ago) failed for want
+        of the database: a file that cannot be written still answers reads."""
+        if self._write_failure is None or time.monotonic() - self._write_failure[0] > within:
+            return None
+        return self._write_failure[1]
 
     async def lookup(self, query: Callable[[Connection], T]) -> T:
         """Like :meth:`read`, for an indexed point lookup on a hot path. On SQLite it runs on

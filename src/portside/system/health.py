@@ -36,6 +36,8 @@ __all__ = ["ComponentHealth", "HealthChecks", "OverallHealth", "local_folders"]
 CACHE_SECONDS = 1.0
 CHECK_TIMEOUT_SECONDS = 3.0
 _SELECT_ONE = text("SELECT 1")
+# A failed write makes the database unhealthy until one succeeds, or this long without another.
+_WRITE_FAILURE_SECONDS = 30.0
 
 
 class _Unhealthy(Exception):
@@ -152,6 +154,9 @@ class HealthChecks:
 
     async def _database(self) -> None:
         await self._db.read(lambda c: c.execute(_SELECT_ONE).scalar())
+        failing = self._db.failing_writes(within=_WRITE_FAILURE_SECONDS)
+        if failing is not None:
+            raise _Unhealthy(f"writes fail: {failing}")
         await self._room_in("database")
 
     async def _storage_reachable(self) -> None:
