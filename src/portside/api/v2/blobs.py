@@ -78,16 +78,21 @@ class BlobResponse(Response):
             )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
+        start = {"type": "http.response.start", "status": self.status_code}
         if self._head or self._content.size == 0:
+            await send({**start, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": b""})
             return
         offset, length = 0, None
         if self._range is not None:
             offset, length = self._range[0], self._range[1] - self._range[0] + 1
-        async for chunk in self._blobs.stream(self._content, offset, length):
+        chunks = aiter(self._blobs.stream(self._content, offset, length))
+        # Read before the status line is sent: a storage backend that fails then gets its
+        # answer (503) instead of a body cut off after a 200.
+        first = await anext(chunks, b"")
+        await send({**start, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
