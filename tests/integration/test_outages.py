@@ -364,32 +364,53 @@ def test_a_dead_s3_endpoint_answers_503(tmp_path: Path) -> None:
 # -- SIGTERM past the grace period ---------------------------------------------------------------
 
 
-def test_a_request_cut_off_by_shutdown_logs_one_line(tmp_path: Path) -> None:
+def test_requests_cut_off_by_shutdown_log_one_line_each(tmp_path: Path) -> None:
+    """An upload still receiving its body and a download still sending one, when the grace
+    period ends."""
     server = _start(tmp_path / "data", PORTSIDE_SERVER__SHUTDOWN_GRACE_SECONDS="1")
-    started = threading.Event()
+    receiving, sending = threading.Event(), threading.Event()
+    big = Blob(os.urandom(48 << 20))  # more than the socket buffers hold
 
     def endless() -> Iterator[bytes]:
         while True:
             yield os.urandom(16 << 10)
-            started.set()
+            receiving.set()
             time.sleep(0.1)
 
     with server.client() as client:
+        push = client.post(
+            "/v2/library/cut/blobs/uploads/", params={"digest": big.digest}, content=big.data
+        )
+        assert push.status_code == 201, push.text
         location = client.post("/v2/library/cut/blobs/uploads/").headers["location"]
-        path = httpx.URL(location).path
 
-        def patch() -> None:
+        def upload() -> None:
             with contextlib.suppress(httpx.HTTPError):
                 client.patch(location, content=endless(), timeout=20)
 
-        thread = threading.Thread(target=patch, daemon=True)
-        thread.start()
-        assert started.wait(10)
+        def download() -> None:
+            path = blob_path("library/cut", big.digest)
+            with (
+                contextlib.suppress(httpx.HTTPError),
+                server.client() as reader,
+                reader.stream("GET", path) as response,
+            ):
+                for _ in response.iter_bytes(1 << 16):
+                    sending.set()
+                    time.sleep(0.5)
+
+        threads = [threading.Thread(target=t, daemon=True) for t in (upload, download)]
+        for thread in threads:
+            thread.start()
+        assert receiving.wait(10) and sending.wait(10)
         assert server.process is not None
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(15) in (0, -signal.SIGTERM)
         server.process = None
     text = server.log_path.read_text()
     assert "CancelledError" not in text and "Traceback" not in text, text[-6000:]
+    assert "without completing response" not in text, text[-6000:]
     cut = server.log_entries(lambda e: e.get("event") == "request cut off by shutdown")
-    assert [entry["path"] for entry in cut] == [path], cut
+    assert sorted((entry["path"], entry["response_cut_off"]) for entry in cut) == sorted(
+        [(httpx.URL(location).path, False), (blob_path("library/cut", big.digest), True)]
+    ), cut

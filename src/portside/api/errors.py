@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -32,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.system.failures import RETRY_AFTER_SECONDS, outage_of
 
-__all__ = ["ErrorBoundary", "exception_handlers"]
+__all__ = ["CUT_OFF_LOGGED", "ErrorBoundary", "exception_handlers"]
 
 log = structlog.get_logger("portside.errors")
 
@@ -41,6 +42,10 @@ _HARBOR_CODES = {500: "UNKNOWN", 503: "SERVICE_UNAVAILABLE", 507: "INSUFFICIENT_
 _OCI_CODES = {500: ErrorCode.UNKNOWN, 503: ErrorCode.UNAVAILABLE, 507: ErrorCode.UNKNOWN}
 _INTERNAL = "internal error; see the server log"
 _SHUTTING_DOWN = "the server is shutting down; try again"
+
+# Set in a request's task when the boundary has logged that its response was cut off after it
+# started, so the ASGI server's own line about the incomplete response can be left out.
+CUT_OFF_LOGGED: ContextVar[bool] = ContextVar("cut_off_logged", default=False)
 
 
 def _respond(error: RegistryError) -> Response:
@@ -113,28 +118,25 @@ class ErrorBoundary:
             # Only shutdown cancels a request (uvicorn, after server.shutdown_grace_seconds).
             # The task ends here instead of unwinding into uvicorn, which would log the
             # cancellation as a traceback.
-            log.warning("request cut off by shutdown", **_where(scope), answered=not started)
-            if not started:
+            log.warning("request cut off by shutdown", **_where(scope), response_cut_off=started)
+            if started:
+                CUT_OFF_LOGGED.set(True)
+            else:
                 await _answer(send, scope, 503, _SHUTTING_DOWN, retry=True)
         except ClientDisconnect:
             log.info("client disconnected before the request was read", **_where(scope))
         except Exception as exc:
             outage = outage_of(exc)
+            status, message = (outage.status, outage.message) if outage else (500, _INTERNAL)
+            fields = {**_where(scope), "status": status, "response_cut_off": started}
             if outage is not None:
-                log.warning(
-                    f"request failed: {outage.reason}",
-                    **_where(scope),
-                    status=outage.status,
-                    error=_summary(exc),
-                )
-                status, message = outage.status, outage.message
+                log.warning(f"request failed: {outage.reason}", **fields, error=_summary(exc))
             else:
-                log.error("request failed", **_where(scope), exc_info=exc)
-                status, message = 500, _INTERNAL
+                log.error("request failed", **fields, exc_info=exc)
             if started:
-                log.warning("response cut off after it started", **_where(scope))
-                return
-            await _answer(send, scope, status, message, retry=status == 503)
+                CUT_OFF_LOGGED.set(True)
+            else:
+                await _answer(send, scope, status, message, retry=status == 503)
 
 
 def _where(scope: Scope) -> dict[str, str]:
