@@ -277,49 +277,68 @@ def _fill(folder: Path) -> Path:
 
 
 def test_a_full_disk_answers_507_and_health_says_so(tmp_path: Path) -> None:
-    with _small_filesystem(tmp_path / "small", "24m") as small:
+    """Blob storage and the SQLite database on small filesystems of their own, filled one
+    after the other."""
+    with (
+        _small_filesystem(tmp_path / "blobs", "16m") as blobs,
+        _small_filesystem(tmp_path / "db", "16m") as db,
+    ):
         server = _start(
             tmp_path / "data",
-            PORTSIDE_DATABASE__URL=f"sqlite:///{small}/portside.db",
-            PORTSIDE_STORAGE__FILESYSTEM__ROOT=str(small / "storage"),
+            PORTSIDE_DATABASE__URL=f"sqlite:///{db}/portside.db",
+            PORTSIDE_STORAGE__FILESYSTEM__ROOT=str(blobs),
             PORTSIDE_STORAGE__MIN_FREE_BYTES=str(4 << 20),
         )
         try:
-            repo = "library/full"
-            manifest, _ = _pushed(server, repo)
-            assert _components(server)[1]["storage"]["status"] == "healthy"
-            filler = _fill(small)
-            with server.client() as admin:
-                blob = Blob(os.urandom(2 << 20))
-                push = admin.post(
-                    f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data
-                )
-                assert "storage is full" in _assert_oci_error(push, 507, "UNKNOWN")
-                started = admin.post(f"/v2/{repo}/blobs/uploads/")
-                if started.status_code == 202:  # the upload row fit; its bytes do not
-                    chunk = admin.patch(started.headers["location"], content=blob.data)
-                    assert "storage is full" in _assert_oci_error(chunk, 507, "UNKNOWN")
-                else:
-                    _assert_oci_error(started, 507, "UNKNOWN")
-                project = admin.post(f"{API}/projects", json={"project_name": "no-room"})
-                assert project.status_code in (201, 507), project.text
-                if project.status_code == 507:
-                    _assert_harbor_error(project, 507, "INSUFFICIENT_STORAGE")
-                assert admin.get(manifest).status_code == 200  # reads still work
-                time.sleep(1.1)  # past the health cache
-                storage = _components(server)[1]["storage"]
-                assert storage["status"] == "unhealthy", storage
-                filler.unlink()
-                time.sleep(1.1)
-                assert _components(server)[1]["storage"]["status"] == "healthy"
-                again = admin.post(
-                    f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data
-                )
-                assert again.status_code == 201, again.text
+            _run_full_disks(server, blobs, db)
         finally:
             server.stop()
         access = _assert_clean_log(server)
-    assert any(entry["status"] == 507 for entry in access)
+    assert [e["status"] for e in access if e["status"] >= 500] == [507] * 3, access
+
+
+def _run_full_disks(server: PortsideServer, blobs: Path, db: Path) -> None:
+    repo = "library/full"
+    manifest, _ = _pushed(server, repo)
+    assert _components(server)[1]["storage"]["status"] == "healthy"
+    blob = Blob(os.urandom(2 << 20))
+    with server.client() as admin:
+        # The blob folder is full: pushes of new bytes are refused, everything else works.
+        storage_filler = _fill(blobs)
+        push = admin.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data
+        )
+        assert "storage is full" in _assert_oci_error(push, 507, "UNKNOWN")
+        started = admin.post(f"/v2/{repo}/blobs/uploads/")
+        assert started.status_code == 202, started.text
+        chunk = admin.patch(started.headers["location"], content=blob.data)
+        assert "storage is full" in _assert_oci_error(chunk, 507, "UNKNOWN")
+        assert admin.get(manifest).status_code == 200
+        created = admin.post(f"{API}/projects", json={"project_name": "room-in-the-db"})
+        assert created.status_code == 201, created.text
+        time.sleep(1.1)  # past the health cache
+        components = _components(server)[1]
+        assert components["storage"]["status"] == "unhealthy", components
+        assert components["database"]["status"] == "healthy", components
+        # The database's folder is full too: a project cannot be created.
+        db_filler = _fill(db)
+        refused = admin.post(f"{API}/projects", json={"project_name": "no-room"})
+        _assert_harbor_error(refused, 507, "INSUFFICIENT_STORAGE")
+        assert "storage is full" in refused.json()["errors"][0]["message"]
+        assert admin.get(manifest).status_code == 200  # reads go on
+        time.sleep(1.1)
+        assert _components(server)[1]["database"]["status"] == "unhealthy"
+        storage_filler.unlink()
+        db_filler.unlink()
+        time.sleep(1.1)
+        components = _components(server)[1]
+        assert components["storage"]["status"] == "healthy", components
+        again = admin.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data
+        )
+        assert again.status_code == 201, again.text
+        created = admin.post(f"{API}/projects", json={"project_name": "no-room"})
+        assert created.status_code == 201, created.text
 
 
 # -- a dead S3 endpoint --------------------------------------------------------------------------

@@ -20,7 +20,6 @@ connection.
 from __future__ import annotations
 
 import asyncio
-import json
 from contextvars import ContextVar
 from typing import Any
 
@@ -30,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from portside.api.harbor.errors import error_response
 from portside.oci.errors import ErrorCode, RegistryError
 from portside.system.failures import RETRY_AFTER_SECONDS, outage_of
 
@@ -38,7 +38,7 @@ __all__ = ["CUT_OFF_LOGGED", "ErrorBoundary", "exception_handlers"]
 log = structlog.get_logger("portside.errors")
 
 _HARBOR_PREFIX = "/api/v2.0/"
-_HARBOR_CODES = {500: "UNKNOWN", 503: "SERVICE_UNAVAILABLE", 507: "INSUFFICIENT_STORAGE"}
+# Distribution has no code for a full disk; it answers UNKNOWN itself.
 _OCI_CODES = {500: ErrorCode.UNKNOWN, 503: ErrorCode.UNAVAILABLE, 507: ErrorCode.UNKNOWN}
 _INTERNAL = "internal error; see the server log"
 _SHUTTING_DOWN = "the server is shutting down; try again"
@@ -72,13 +72,13 @@ exception_handlers = {
 }
 
 
-def _error_body(path: str, status: int, message: str) -> bytes:
-    """The error body of ``path``'s protocol: Harbor's on the management API."""
+def _error_response(path: str, status: int, message: str) -> Response:
+    """An error in ``path``'s protocol: Harbor's on the management API, else distribution's."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
     if path.startswith(_HARBOR_PREFIX):
-        code = _HARBOR_CODES.get(status, "UNKNOWN")
-        return json.dumps({"errors": [{"code": code, "message": message}]}).encode()
-    error = RegistryError(_OCI_CODES.get(status, ErrorCode.UNKNOWN), message, status=status)
-    return json.dumps(error.to_json()).encode()
+        return error_response(status, message, headers=headers)
+    code = _OCI_CODES.get(status, ErrorCode.UNKNOWN)
+    return _respond(RegistryError(code, message, status=status, headers=headers))
 
 
 class ErrorBoundary:
@@ -122,7 +122,7 @@ class ErrorBoundary:
             if started:
                 CUT_OFF_LOGGED.set(True)
             else:
-                await _answer(send, scope, 503, _SHUTTING_DOWN, retry=True)
+                await _error_response(scope["path"], 503, _SHUTTING_DOWN)(scope, receive, send)
         except ClientDisconnect:
             log.info("client disconnected before the request was read", **_where(scope))
         except Exception as exc:
@@ -136,7 +136,7 @@ class ErrorBoundary:
             if started:
                 CUT_OFF_LOGGED.set(True)
             else:
-                await _answer(send, scope, status, message, retry=status == 503)
+                await _error_response(scope["path"], status, message)(scope, receive, send)
 
 
 def _where(scope: Scope) -> dict[str, str]:
@@ -149,18 +149,7 @@ def _summary(exc: BaseException) -> str:
     current: BaseException | None = exc
     while current is not None and len(parts) < 3:
         text = str(current).splitlines()[0][:200] if str(current) else ""
-        parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
+        if not any(text in part for part in parts):  # wrappers repeat what they wrap
+            parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
         current = current.__cause__
     return " <- ".join(parts)
-
-
-async def _answer(send: Send, scope: Scope, status: int, message: str, *, retry: bool) -> None:
-    body = _error_body(scope["path"], status, message)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if retry:
-        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
