@@ -24,12 +24,12 @@ import httpx
 import psycopg2
 import pytest
 
+from tests.integration.test_permissions import PASSWORD, add_member, create_user
 from tests.support.backends import POSTGRES_DSN, postgres_database
 from tests.support.oci import Blob, blob_path, image_manifest, manifest_path, push_content
 from tests.support.server import PortsideServer
 
 API = "/api/v2.0"
-PASSWORD = "Outage-Test-1"
 
 
 def _start(data_dir: Path, **env: str) -> PortsideServer:
@@ -42,21 +42,8 @@ def _member(server: PortsideServer, username: str) -> None:
     """A non-admin account with the developer role in ``library``: its pulls go through the
     account, project and permission caches, which an admin's skip."""
     with server.client() as admin:
-        created = admin.post(
-            f"{API}/users",
-            json={
-                "username": username,
-                "email": f"{username}@example.com",
-                "realname": username,
-                "password": PASSWORD,
-            },
-        )
-        assert created.status_code == 201, created.text
-        added = admin.post(
-            f"{API}/projects/library/members",
-            json={"role_id": 2, "member_user": {"username": username}},
-        )
-        assert added.status_code == 201, added.text
+        create_user(admin, username)
+        add_member(admin, "library", username, role_id=2)
 
 
 def _token(server: PortsideServer, username: str, repo: str) -> httpx.Response:
