@@ -49,12 +49,14 @@ _STORAGE_DOWN = Outage(503, "storage", "the storage backend is unavailable; try 
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from (``raise ... from``), not what it was raised while
+    handling: a bug in an ``except OSError`` block is still a bug."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
 
 
 def outage_of(exc: BaseException) -> Outage | None:
