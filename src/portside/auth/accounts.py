@@ -191,6 +191,10 @@ class Accounts:
     async def authenticate(self, username: str, password: str) -> Principal | None:
         """The principal for valid credentials, else None. Takes the same time for unknown
         users as for wrong passwords."""
+        key = self._key(username, password)
+        cached = self._verified.get(key)
+        if cached is not None:
+            return cached
         query = select(users.c.id, users.c.password_hash, users.c.sysadmin_flag).where(
             users.c.username == username
         )
@@ -203,10 +207,13 @@ class Accounts:
                 return None
             return Principal("user", username, int(row.id), bool(row.sysadmin_flag))
 
-        return await self._verified.fetch(self._key(username, password), verify)
+        return await self._verified.fetch(key, verify)
 
     async def principal(self, username: str) -> Principal | None:
         """The account behind a token, or None when it no longer exists."""
+        cached = self._principals.get(username)
+        if cached is not None:
+            return cached
         query = select(users.c.id, users.c.sysadmin_flag).where(users.c.username == username)
 
         async def load() -> Principal | None:

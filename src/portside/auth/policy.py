@@ -39,6 +39,10 @@ class ProjectPolicy:
 
     async def permissions(self, principal: Principal, project: Project) -> frozenset[Permission]:
         """Everything ``principal`` may do in ``project`` (admins: see :meth:`allows`)."""
+        key = (principal.kind, principal.id, project.id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
 
         async def decide() -> frozenset[Permission]:
             granted = _NOTHING
@@ -51,7 +55,7 @@ class ProjectPolicy:
                 granted = granted | PUBLIC_PERMISSIONS
             return granted
 
-        granted = await self._cache.fetch((principal.kind, principal.id, project.id), decide)
+        granted = await self._cache.fetch(key, decide)
         assert granted is not None  # decide() never answers None
         return granted
 

@@ -308,6 +308,9 @@ class Robots:
 
     async def state(self, full_name: str) -> RobotState | None:
         """The robot's current state, or None when no such robot exists."""
+        cached = self._states.get(full_name)
+        if cached is not None:
+            return cached
         params = {"name": self.stored_name(full_name)}
 
         async def load() -> RobotState | None:
@@ -358,6 +361,10 @@ class Robots:
 
     async def permissions_in(self, robot_id: int, project: str) -> frozenset[Permission]:
         """What the robot may do in ``project``: its ``project`` blocks naming it or ``*``."""
+        key = (robot_id, project)
+        cached = self._permissions.get(key)
+        if cached is not None:
+            return cached
         params = {"robot_id": robot_id}
 
         async def load() -> frozenset[Permission]:
@@ -374,7 +381,7 @@ class Robots:
                 allowed.add(Permission("repository", "pull"))
             return frozenset(allowed - denied)
 
-        granted = await self._permissions.fetch((robot_id, project), load)
+        granted = await self._permissions.fetch(key, load)
         assert granted is not None  # load() never answers None
         return granted
 

@@ -218,6 +218,9 @@ class Projects:
         self._by_name: LRUCache[str, Project] = LRUCache(10_000, cache_ttl)
 
     async def get(self, name: str) -> Project | None:
+        cached = self._by_name.get(name)
+        if cached is not None:
+            return cached
         return await self._by_name.fetch(
             name, lambda: self._db.read(lambda c: load_project(c, name))
         )

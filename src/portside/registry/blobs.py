@@ -77,13 +77,17 @@ class Blobs:
 
     async def size_in(self, repository: str, digest: Digest) -> int | None:
         """Size of the blob if ``repository`` may serve it, else None."""
+        key = (repository, str(digest))
+        cached = self._linked.get(key)
+        if cached is not None:
+            return cached
         params = {"repository": repository, "digest": str(digest)}
 
         async def load() -> int | None:
             size = await self._db.lookup(lambda c: c.scalar(_SIZE_IN_REPOSITORY, params))
             return None if size is None else int(size)
 
-        return await self._linked.fetch((repository, str(digest)), load)
+        return await self._linked.fetch(key, load)
 
     async def open(self, repository: str, digest: Digest) -> BlobContent:
         """Describe how to read a blob of ``repository``. Raises ``BLOB_UNKNOWN``."""

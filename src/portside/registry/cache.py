@@ -6,7 +6,9 @@ another replica's change (a deleted blob, a moved tag) can go unseen here.
 
 An expired entry is kept until it is evicted or refreshed: when the database cannot be reached,
 :meth:`LRUCache.fetch` serves it (stale-if-error), so pulls and token checks that need nothing
-new keep working through a database outage. A discarded entry is never served again.
+new keep working through a database outage. A discarded entry is never served again. Hot paths
+try :meth:`LRUCache.get` first and call :meth:`LRUCache.fetch` on a miss: a hit then costs no
+coroutine and no closure (2 microseconds of a cached blob HEAD's few dozen).
 """
 
 from __future__ import annotations

@@ -131,6 +131,10 @@ class Manifests:
     async def resolve(self, repository: str, reference: Reference) -> ManifestRecord:
         """Find a manifest by tag or digest. Raises ``MANIFEST_UNKNOWN``."""
         cache = self._by_tag if reference.tag is not None else self._by_digest
+        key = (repository, str(reference))
+        record = cache.get(key)
+        if record is not None:
+            return record
 
         async def load() -> ManifestRecord | None:
             repository_id = await self._repos.id_of(repository)
@@ -148,7 +152,7 @@ class Manifests:
                 Digest.parse(row.digest), row.media_type, int(row.size), repository
             )
 
-        record = await cache.fetch((repository, str(reference)), load)
+        record = await cache.fetch(key, load)
         if record is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(reference)})
         return record

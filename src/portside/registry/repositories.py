@@ -54,6 +54,9 @@ class Repositories:
 
     async def ids_of(self, name: str) -> RepositoryIds | None:
         """The repository's ids, or None if nothing was ever pushed to it."""
+        cached = self._ids.get(name)
+        if cached is not None:
+            return cached
         return await self._ids.fetch(name, lambda: self._db.read(lambda c: _ids_of(c, name)))
 
     async def id_of(self, name: str) -> int | None:
