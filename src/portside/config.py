@@ -109,6 +109,12 @@ class StorageSettings(_Section):
     )
     filesystem: FilesystemStorageSettings = FilesystemStorageSettings()
     s3: S3StorageSettings = S3StorageSettings()
+    min_free_bytes: int = Field(
+        512 << 20,
+        ge=0,
+        description="Health reports storage (and an SQLite database) unhealthy when its local "
+        "folder has less free space than this; 0 turns the check off.",
+    )
 
     @model_validator(mode="after")
     def _s3_bucket(self) -> StorageSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from portside.api.app import create_app
+from portside.api.errors import CUT_OFF_LOGGED
 from portside.api.logging import configure_logging, flush_logs
 from portside.config import Settings
 
@@ -75,6 +77,14 @@ def _migrate(url: str) -> None:
         raise SystemExit("database migration failed; see the messages above")
 
 
+class _UnlessCutOffLogged(logging.Filter):
+    """Leaves out uvicorn's "returned without completing response" line for a request whose
+    cut-off response the application has logged already (with its method and path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (CUT_OFF_LOGGED.get() and "without completing response" in str(record.msg))
+
+
 def _flush_logs_then_terminate(signum: int, _frame: FrameType | None) -> None:
     """Ends the process by ``signum`` as the default action would, after the queued log lines
     are written. uvicorn re-raises a SIGTERM it shut down for once it is done; with the default
@@ -93,6 +103,7 @@ def run(settings: Settings) -> None:
     arrived, so the client can resume it against the next process.
     """
     configure_logging(settings.log.level, settings.log.format)
+    logging.getLogger("uvicorn.error").addFilter(_UnlessCutOffLogged())
     signal.signal(signal.SIGTERM, _flush_logs_then_terminate)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(settings.database_url)

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -14,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from portside.api import scanner_adapter, session, token, v2
-from portside.api.errors import exception_handlers
+from portside.api.errors import ErrorBoundary, exception_handlers
 from portside.api.harbor import PREFIX, create_management_app
 from portside.api.harbor.bodylimit import BodyLimit
 from portside.api.input_check import TextInputCheck
@@ -46,10 +47,15 @@ async def _purge_uploads(services: Services) -> None:
             log.exception("failed to purge abandoned uploads; will retry")
 
 
+# At shutdown, how long requests cut off by the end of the grace period may take to clean up.
+_CUT_OFF_CLEANUP_SECONDS = 5.0
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     """Build the application. The database must already be migrated (``portside db upgrade``,
     which ``portside serve`` runs first)."""
     services = services or build_services(settings)
+    inflight: set[asyncio.Task[Any]] = set()  # request tasks, kept by the ErrorBoundary
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +98,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         try:
             yield
         finally:
+            if inflight:  # cut off by the grace period: let them keep their bytes and log
+                await asyncio.wait(set(inflight), timeout=_CUT_OFF_CLEANUP_SECONDS)
             for task in loops:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -101,6 +109,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             log.info("stopped")
 
     management = create_management_app(services)
+    # Inside the management app too: its own outermost layer (Starlette's ServerErrorMiddleware)
+    # would answer an unhandled exception with a plain-text 500 and raise it on.
+    management.add_middleware(ErrorBoundary)
     routes = [
         *v2.routes(),
         *scanner_adapter.routes(),
@@ -113,6 +124,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/c/logout", session.logout_session, methods=session.ANY_METHOD),
     ]
     middleware = [Middleware(AccessLogMiddleware)] if settings.log.access_log else []
+    # Below the access log, so it logs the status the boundary answered with.
+    middleware.append(Middleware(ErrorBoundary, inflight=inflight))
     middleware.append(Middleware(TextInputCheck))  # before anything reads the request's text
     middleware.append(Middleware(ReadOnlyGuard, configurations=services.configurations))
     app = Starlette(

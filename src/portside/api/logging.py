@@ -8,10 +8,13 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import IO, Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from portside.system.failures import outage_of
 
 __all__ = ["AccessLogMiddleware", "configure_logging", "flush_logs"]
 
@@ -87,6 +90,24 @@ def flush_logs() -> None:
         _writer.close()
 
 
+def _outages_in_one_line(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """An outage logged with its exception (a background loop's ``log.exception``) becomes one
+    line naming it: during a database outage every retry would otherwise log a traceback."""
+    exc_info = event.get("exc_info")
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    if isinstance(error, BaseException):
+        outage = outage_of(error)
+        if outage is not None:
+            del event["exc_info"]
+            detail = str(error).splitlines()[0][:200] if str(error) else ""
+            event["error"] = f"{outage.reason}: {type(error).__name__}: {detail}"
+    return event
+
+
 def configure_logging(level: str, fmt: str) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -99,6 +120,7 @@ def configure_logging(level: str, fmt: str) -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _outages_in_one_line,
             structlog.processors.format_exc_info,
             renderer,
         ],

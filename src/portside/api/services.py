@@ -37,7 +37,7 @@ from portside.scanner.vulndb import VulnDB
 from portside.storage.base import StorageDriver
 from portside.storage.factory import create_driver
 from portside.system.configurations import Configurations
-from portside.system.health import HealthChecks
+from portside.system.health import HealthChecks, local_folders
 
 __all__ = ["Services", "build_services"]
 
@@ -156,7 +156,13 @@ def build_services(settings: Settings) -> Services:
         labels=Labels(db),
         sessions=Sessions(db),
         configurations=configurations,
-        health=HealthChecks(db, storage, auth.login_limit_storage if shared_limits else None),
+        health=HealthChecks(
+            db,
+            storage,
+            auth.login_limit_storage if shared_limits else None,
+            folders=local_folders(settings),
+            min_free_bytes=settings.storage.min_free_bytes,
+        ),
         scans=scans,
         events=events,
         allowlists=allowlists,

@@ -231,14 +231,16 @@ class Accounts:
         query = select(users.c.id, users.c.sysadmin_flag, users.c.password_hash).where(
             users.c.username == username
         )
-        row = await self._db.read(lambda c: c.execute(query).first())
-        if row is None:
-            return None
-        principal = Principal(
-            "user", username, int(row.id), bool(row.sysadmin_flag), password_version(row)
-        )
-        self._principals.put(username, principal)
-        return principal
+
+        async def load() -> Principal | None:
+            row = await self._db.read(lambda c: c.execute(query).first())
+            if row is None:
+                return None
+            return Principal(
+                "user", username, int(row.id), bool(row.sysadmin_flag), password_version(row)
+            )
+
+        return await self._principals.fetch(username, load)
 
     def forget(self) -> None:
         """Drop cached credentials and accounts after a local change to any account."""

@@ -43,14 +43,20 @@ class ProjectPolicy:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        granted = _NOTHING
-        if principal.kind == "user" and principal.id is not None:
-            granted = permissions_of(await self._members.roles_of_user(principal.id, project.id))
-        elif principal.kind == "robot" and principal.id is not None:
-            granted = await self._robots.permissions_in(principal.id, project.name)
-        if project.public:
-            granted = granted | PUBLIC_PERMISSIONS
-        self._cache.put(key, granted)
+
+        async def decide() -> frozenset[Permission]:
+            granted = _NOTHING
+            if principal.kind == "user" and principal.id is not None:
+                roles = await self._members.roles_of_user(principal.id, project.id)
+                granted = permissions_of(roles)
+            elif principal.kind == "robot" and principal.id is not None:
+                granted = await self._robots.permissions_in(principal.id, project.name)
+            if project.public:
+                granted = granted | PUBLIC_PERMISSIONS
+            return granted
+
+        granted = await self._cache.fetch(key, decide)
+        assert granted is not None  # decide() never answers None
         return granted
 
     async def allows(self, principal: Principal, project: Project, permission: Permission) -> bool:

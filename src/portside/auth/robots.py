@@ -313,15 +313,21 @@ class Robots:
         if cached is not None:
             return cached
         params = {"name": self.stored_name(full_name)}
-        row = await self._db.read(lambda c: c.execute(_STATE, params).first())
-        if row is None:
-            return None
-        expires_at = as_utc(row.expires_at) if row.expires_at is not None else None
-        state = RobotState(
-            int(row.id), row.secret_hash, int(row.secret_version), bool(row.disabled), expires_at
-        )
-        self._states.put(full_name, state)
-        return state
+
+        async def load() -> RobotState | None:
+            row = await self._db.read(lambda c: c.execute(_STATE, params).first())
+            if row is None:
+                return None
+            expires_at = as_utc(row.expires_at) if row.expires_at is not None else None
+            return RobotState(
+                int(row.id),
+                row.secret_hash,
+                int(row.secret_version),
+                bool(row.disabled),
+                expires_at,
+            )
+
+        return await self._states.fetch(full_name, load)
 
     async def authenticate(self, full_name: str, secret: str) -> Principal | None:
         """The robot's principal when the secret is right and the robot enabled and unexpired."""
@@ -363,19 +369,23 @@ class Robots:
         if cached is not None:
             return cached
         params = {"robot_id": robot_id}
-        rows = await self._db.read(lambda c: list(c.execute(_PERMISSIONS, params)))
-        allowed: set[Permission] = set()
-        denied: set[Permission] = set()
-        for row in rows:
-            if row.kind != "project" or row.namespace not in (project, ALL_PROJECTS):
-                continue
-            for permission, effect in parse_access(row.access):
-                (denied if effect == "deny" else allowed).add(permission)
-        if Permission("repository", "push") in allowed:
-            # As in Harbor: pushing needs to see what is there (blob HEAD, mounts, manifests).
-            allowed.add(Permission("repository", "pull"))
-        granted = frozenset(allowed - denied)
-        self._permissions.put(key, granted)
+
+        async def load() -> frozenset[Permission]:
+            rows = await self._db.read(lambda c: list(c.execute(_PERMISSIONS, params)))
+            allowed: set[Permission] = set()
+            denied: set[Permission] = set()
+            for row in rows:
+                if row.kind != "project" or row.namespace not in (project, ALL_PROJECTS):
+                    continue
+                for permission, effect in parse_access(row.access):
+                    (denied if effect == "deny" else allowed).add(permission)
+            if Permission("repository", "push") in allowed:
+                # As in Harbor: pushing needs to see what is there (blob HEAD, mounts, manifests).
+                allowed.add(Permission("repository", "pull"))
+            return frozenset(allowed - denied)
+
+        granted = await self._permissions.fetch(key, load)
+        assert granted is not None  # load() never answers None
         return granted
 
     async def namespaces(self, robot_id: int) -> set[str]:

@@ -11,6 +11,8 @@ check is remembered for ``ttl`` seconds under a key the caller derives from the 
   again in the background, and the entry renewed when it still holds. A client that keeps
   sending the credential therefore never waits for a check; one that stops lets it expire.
   A background check that fails (a changed password on another replica) drops the entry.
+- **Stale if the database is down.** A check that cannot reach the database answers with the
+  credential's last good check, however old, so clients keep working through an outage.
 
 :meth:`forget` drops everything after a local change; a check that was under way then can
 neither fill the cache nor answer a request that arrives after the change.
@@ -25,6 +27,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from portside.db.engine import DatabaseUnavailable
 from portside.registry.cache import LRUCache
 
 __all__ = ["VerifiedCredentials"]
@@ -71,7 +74,14 @@ class VerifiedCredentials(Generic[V]):
 
     async def _run(self, key: bytes, run: Check[V], generation: int, background: bool) -> V | None:
         started = time.monotonic()
-        value = await run()
+        try:
+            value = await run()
+        except DatabaseUnavailable:
+            # The database is down: a credential checked before stays good until it is back.
+            stale = self._entries.stale(key)
+            if stale is None:
+                raise
+            return stale[0]
         log.debug("credential checked", valid=value is not None, background=background)
         if generation == self._generation:
             if value is None:
@@ -95,6 +105,8 @@ class VerifiedCredentials(Generic[V]):
     async def _refresh_in_background(self, key: bytes, run: Check[V], generation: int) -> None:
         try:
             await self._run(key, run, generation, True)
+        except DatabaseUnavailable:
+            pass  # served stale meanwhile (see _run); the outage is logged where it is seen
         except Exception:  # the entry simply expires; the next request checks in the open
             log.warning("background credential check failed", exc_info=True)
         finally:

@@ -76,6 +76,7 @@ def serve(config: Path | None, host: str | None, port: int | None, data_dir: Pat
       storage.driver                      filesystem | s3 | memory
       storage.filesystem.root             data_dir/storage
       storage.s3.bucket / endpoint_url / region / access_key / secret_key / prefix
+      storage.min_free_bytes              536870912 (health: too little room left)
       auth.token_ttl_seconds / token_issuer / token_service / realm
       auth.robot_prefix / project_creation_restriction / self_registration
                                           robot$ / adminonly / false

@@ -23,21 +23,112 @@ The function runs as a unit, which is what makes this fast on both databases:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
+import sqlite3
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["Database", "sqlite_sync_url"]
+__all__ = ["Database", "DatabaseFull", "DatabaseUnavailable", "sqlite_sync_url"]
 
 T = TypeVar("T")
+
+# How long opening a PostgreSQL connection may take before the request fails with
+# DatabaseUnavailable (asyncpg waits 60 s by default, long past any client's patience).
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or does not accept the work now (a PostgreSQL outage,
+    an SQLite file that cannot be written). The request may succeed when retried later; the
+    API answers 503. The message is for the log, not for clients."""
+
+
+class DatabaseFull(DatabaseUnavailable):
+    """The database has no room left for a write (PostgreSQL's disk_full, SQLITE_FULL)."""
+
+
+# PostgreSQL SQLSTATE classes that mean "not now" rather than "not this": connection
+# exceptions, insufficient resources, operator intervention (shutdown, terminated backends).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+_DISK_FULL_SQLSTATE = "53100"
+_SQLITE_FULL = 13
+# SQLite primary result codes that mean the file cannot be used now: busy past busy_timeout,
+# locked, read-only, I/O error, cannot open, lock protocol.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 14, 15})
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, the DBAPI error it wraps and their causes, each once."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        pending += [current.__cause__, current.__context__]
+        if isinstance(orig, BaseException):
+            pending.append(orig)
+
+
+def _outage(exc: BaseException) -> DatabaseUnavailable | None:
+    """The outage ``exc`` reports, or None when it is an ordinary error (a constraint, a bug)."""
+    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    for error in _chain(exc):
+        if isinstance(error, DatabaseUnavailable):
+            return error
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate:
+            if sqlstate == _DISK_FULL_SQLSTATE:
+                return DatabaseFull(reason)
+            if sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES) or (
+                sqlstate == "55000" and "accepting connections" in str(error)
+            ):
+                return DatabaseUnavailable(reason)
+        if isinstance(error, sqlite3.Error):
+            code = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF
+            if code == _SQLITE_FULL:
+                return DatabaseFull(reason)
+            if code in _SQLITE_UNAVAILABLE:
+                return DatabaseUnavailable(reason)
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return DatabaseUnavailable(reason)
+        # The pool waited for a free connection in vain, a socket could not be opened, or a
+        # connection was closed under a query (asyncpg's InterfaceError says so).
+        if isinstance(error, sa_exc.TimeoutError | OSError | TimeoutError):
+            return DatabaseUnavailable(reason)
+        if type(error).__name__ == "InterfaceError" and "connection is closed" in str(error):
+            return DatabaseUnavailable(reason)
+    return None
+
+
+@contextlib.contextmanager
+def _outages_raised() -> Iterator[None]:
+    """Re-raise a failure that means the database is out of reach as
+    :class:`DatabaseUnavailable` (or :class:`DatabaseFull`), so callers and the API can tell
+    an outage from a bug."""
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        outage = _outage(exc)
+        if outage is None:
+            raise
+        raise outage from exc
 
 
 def sqlite_sync_url(url: str) -> str:
@@ -75,6 +166,7 @@ class Database:
         self._async_engine: AsyncEngine | None = None
         self._read_engine: Engine | None = None
         self._inline: Connection | None = None
+        self._write_failure: tuple[float, str] | None = None  # when, and why
         if make_url(url).get_backend_name() == "sqlite":
             sync_url = sqlite_sync_url(url)
             threads = {"check_same_thread": False}
@@ -97,7 +189,11 @@ class Database:
             from sqlalchemy.ext.asyncio import create_async_engine
 
             self._async_engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
             )
 
     @property
@@ -108,22 +204,40 @@ class Database:
         return self._async_engine is not None
 
     async def read(self, query: Callable[[Connection], T]) -> T:
-        """Run ``query`` on a connection; nothing it does is committed."""
-        if self._async_engine is not None:
-            async with self._async_engine.connect() as connection:
-                return await connection.run_sync(query)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._threads, self._run_sqlite_read, query
-        )
+        """Run ``query`` on a connection; nothing it does is committed. Raises
+        :class:`DatabaseUnavailable` when the database cannot be reached (as do
+        :meth:`write` and :meth:`lookup`)."""
+        with _outages_raised():
+            if self._async_engine is not None:
+                async with self._async_engine.connect() as connection:
+                    return await connection.run_sync(query)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads, self._run_sqlite_read, query
+            )
 
     async def write(self, transaction: Callable[[Connection], T]) -> T:
         """Run ``transaction`` in a transaction, committed when it returns and rolled back when
         it raises. It may be run more than once (on SQLite, when a transaction grouped with it
         fails), so it must do nothing but database work."""
-        if self._async_engine is not None:
-            async with self._async_engine.begin() as connection:
-                return await connection.run_sync(transaction)
-        return await self._writer.submit(transaction)
+        try:
+            with _outages_raised():
+                if self._async_engine is not None:
+                    async with self._async_engine.begin() as connection:
+                        result = await connection.run_sync(transaction)
+                else:
+                    result = await self._writer.submit(transaction)
+        except DatabaseUnavailable as exc:
+            self._write_failure = (time.monotonic(), str(exc))
+            raise
+        self._write_failure = None
+        return result
+
+    def failing_writes(self, within: float) -> str | None:
+        """Why writes fail, if the last one (less than ``within`` seconds ago) failed for want
+        of the database: a file that cannot be written still answers reads."""
+        if self._write_failure is None or time.monotonic() - self._write_failure[0] > within:
+            return None
+        return self._write_failure[1]
 
     async def lookup(self, query: Callable[[Connection], T]) -> T:
         """Like :meth:`read`, for an indexed point lookup on a hot path. On SQLite it runs on
@@ -132,10 +246,11 @@ class Database:
         several times that. Never for a query that scans."""
         if self._inline is None:
             return await self.read(query)
-        try:
-            return query(self._inline)
-        finally:
-            self._inline.rollback()  # ends SQLAlchemy's implicit transaction (no SQL sent)
+        with _outages_raised():
+            try:
+                return query(self._inline)
+            finally:
+                self._inline.rollback()  # ends SQLAlchemy's implicit transaction (no SQL sent)
 
     def _run_sqlite_read(self, work: Callable[[Connection], T]) -> T:
         assert self._read_engine is not None

@@ -39,6 +39,7 @@ class ErrorCode(Enum):
     RANGE_INVALID = _Spec(416, "requested range not satisfiable")
     PAGINATION_NUMBER_INVALID = _Spec(400, "invalid number of results requested")
     TAG_INVALID = _Spec(400, "manifest tag did not match URI")
+    UNAVAILABLE = _Spec(503, "service unavailable")  # clients retry it (distribution's code)
     UNKNOWN = _Spec(500, "unknown error")
 
     @property

@@ -221,10 +221,9 @@ class Projects:
         cached = self._by_name.get(name)
         if cached is not None:
             return cached
-        found = await self._db.read(lambda c: load_project(c, name))
-        if found is not None:
-            self._by_name.put(name, found)
-        return found
+        return await self._by_name.fetch(
+            name, lambda: self._db.read(lambda c: load_project(c, name))
+        )
 
     async def get_by_id(self, project_id: int) -> Project | None:
         query = select(projects.c.name).where(projects.c.id == project_id)

@@ -82,10 +82,12 @@ class Blobs:
         if cached is not None:
             return cached
         params = {"repository": repository, "digest": str(digest)}
-        size = await self._db.lookup(lambda c: c.scalar(_SIZE_IN_REPOSITORY, params))
-        if size is not None:
-            self._linked.put(key, int(size))
-        return None if size is None else int(size)
+
+        async def load() -> int | None:
+            size = await self._db.lookup(lambda c: c.scalar(_SIZE_IN_REPOSITORY, params))
+            return None if size is None else int(size)
+
+        return await self._linked.fetch(key, load)
 
     async def open(self, repository: str, digest: Digest) -> BlobContent:
         """Describe how to read a blob of ``repository``. Raises ``BLOB_UNKNOWN``."""

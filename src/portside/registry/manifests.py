@@ -133,24 +133,31 @@ class Manifests:
 
     async def resolve(self, repository: str, reference: Reference) -> ManifestRecord:
         """Find a manifest by tag or digest. Raises ``MANIFEST_UNKNOWN``."""
-        key = (repository, str(reference))
         cache = self._by_tag if reference.tag is not None else self._by_digest
+        key = (repository, str(reference))
         record = cache.get(key)
         if record is not None:
             return record
-        repository_id = await self._repos.id_of(repository)
-        row = None
-        if repository_id is not None:
+
+        async def load() -> ManifestRecord | None:
+            repository_id = await self._repos.id_of(repository)
+            if repository_id is None:
+                return None
             if reference.tag is not None:
                 query, params = _BY_TAG, {"repository_id": repository_id, "name": reference.tag}
             else:
                 query = _BY_DIGEST
                 params = {"repository_id": repository_id, "digest": str(reference.digest)}
             row = await self._db.read(lambda c: c.execute(query, params).first())
-        if row is None:
+            if row is None:
+                return None
+            return ManifestRecord(
+                Digest.parse(row.digest), row.media_type, int(row.size), repository
+            )
+
+        record = await cache.fetch(key, load)
+        if record is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": str(reference)})
-        record = ManifestRecord(Digest.parse(row.digest), row.media_type, int(row.size), repository)
-        cache.put(key, record)
         return record
 
     async def body(self, record: ManifestRecord) -> bytes:

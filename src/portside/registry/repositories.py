@@ -57,10 +57,7 @@ class Repositories:
         cached = self._ids.get(name)
         if cached is not None:
             return cached
-        found = await self._db.read(lambda c: _ids_of(c, name))
-        if found is not None:
-            self._ids.put(name, found)
-        return found
+        return await self._ids.fetch(name, lambda: self._db.read(lambda c: _ids_of(c, name)))
 
     async def id_of(self, name: str) -> int | None:
         """The repository's id, or None if nothing was ever pushed to it."""

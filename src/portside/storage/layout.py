@@ -3,6 +3,7 @@
 The tree, relative to the driver's root::
 
     layout-version               which of these trees this is (see storage.upgrade)
+    health-probe                 rewritten by each health check, to prove writes succeed
     blobs/
       sha256/
         ab/                      first two hex characters of the digest
@@ -42,6 +43,7 @@ from portside.oci.digest import Digest, DigestError
 __all__ = [
     "BLOBS_PREFIX",
     "EXPORTS_PREFIX",
+    "HEALTH_PROBE_KEY",
     "LAYOUT_KEY",
     "LAYOUT_VERSION",
     "QUARANTINE_PREFIX",
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 LAYOUT_KEY = "layout-version"
+HEALTH_PROBE_KEY = "health-probe"
 LAYOUT_VERSION = 2
 BLOBS_PREFIX = "blobs/"
 UPLOADS_PREFIX = "uploads/"

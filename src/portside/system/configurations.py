@@ -5,6 +5,10 @@ Each key starts from the file/environment settings and is overridden by a row of
 synchronous :attr:`Configurations.current` where they cannot wait): the values are cached for
 ``cache_ttl`` seconds, so another replica's change is seen within that time and a local change at
 once. Nothing on the request path queries the database more than once per ``cache_ttl``.
+
+While the database cannot be reached, the last loaded values stay in force and a reload is tried
+again every :data:`~portside.registry.cache.STALE_RETRY_SECONDS`; a request never waits for a
+reload that another one is doing.
 """
 
 from __future__ import annotations
@@ -17,17 +21,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from portside.auth.robots import DEFAULT_DURATION_DAYS, MAX_DURATION_DAYS
 from portside.config import Settings
-from portside.db.engine import Database
+from portside.db.engine import Database, DatabaseUnavailable
 from portside.db.queries import now, upsert
 from portside.db.tables import configurations
 from portside.projects.quotas import MAX_HARD_BYTES, UNLIMITED
+from portside.registry.cache import STALE_RETRY_SECONDS
 
 __all__ = ["ConfigurationError", "Configurations", "SystemConfig"]
+
+log = structlog.get_logger("portside.configurations")
 
 
 class ConfigurationError(ValueError):
@@ -125,6 +133,8 @@ class Configurations:
         self._defaults = defaults_of(settings)
         self._ttl = cache_ttl
         self._current = self._defaults
+        self._loaded = False  # once: the defaults are never served in place of stored values
+        self._stale = False  # the last reload failed
         self._loaded_at = -float("inf")
         self._lock = asyncio.Lock()
 
@@ -135,13 +145,31 @@ class Configurations:
         return self._current
 
     async def get(self) -> SystemConfig:
-        """The values, reloaded from the database when older than ``cache_ttl``."""
+        """The values, reloaded from the database when older than ``cache_ttl``. Raises
+        :class:`DatabaseUnavailable` only if they were never loaded."""
         if time.monotonic() - self._loaded_at < self._ttl:
             return self._current
+        if self._loaded and self._lock.locked():
+            return self._current  # another request is reloading them
         async with self._lock:
             if time.monotonic() - self._loaded_at >= self._ttl:
-                await self._load()
+                await self._reload()
         return self._current
+
+    async def _reload(self) -> None:
+        try:
+            await self._load()
+        except DatabaseUnavailable as exc:
+            if not self._loaded:
+                raise
+            if not self._stale:
+                log.warning("keeping the last configuration: database unavailable", error=str(exc))
+            self._stale = True
+            self._loaded_at = time.monotonic() - self._ttl + STALE_RETRY_SECONDS
+            return
+        if self._stale:
+            log.info("configuration reloaded: database available again")
+        self._stale = False
 
     async def _load(self) -> None:
         query = select(configurations.c.name, configurations.c.value)
@@ -155,6 +183,7 @@ class Configurations:
             except (ValueError, ConfigurationError):
                 continue  # a value written by a newer version or by hand: keep the default
         self._current = dataclasses.replace(self._defaults, **stored)
+        self._loaded = True
         self._loaded_at = time.monotonic()
 
     async def update(self, changes: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

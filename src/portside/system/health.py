@@ -4,32 +4,63 @@ Checks run concurrently, each with a time limit, and the whole answer is kept fo
 ``CACHE_SECONDS``: a load balancer polling many times a second costs one round of checks per
 second, and a healthy answer is served from memory. Harbor's shape: an overall ``status`` and
 one entry per component, with ``error`` only on failure.
+
+The storage check writes a small key (reading one would not notice a full or read-only disk),
+and local folders (the filesystem driver's root, the SQLite file's folder) are unhealthy when
+their free space is under ``storage.min_free_bytes``, before a push fails for want of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from portside.config import Settings
 from portside.db.engine import Database
-from portside.storage.base import PathNotFound, StorageDriver
+from portside.storage.base import StorageDriver
+from portside.storage.layout import HEALTH_PROBE_KEY
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["ComponentHealth", "HealthChecks", "OverallHealth"]
+__all__ = ["ComponentHealth", "HealthChecks", "OverallHealth", "local_folders"]
 
 CACHE_SECONDS = 1.0
 CHECK_TIMEOUT_SECONDS = 3.0
-# A key that never exists: stat-ing it proves the driver can reach its backend.
-_PROBE_KEY = "health/probe"
 _SELECT_ONE = text("SELECT 1")
+# A failed write makes the database unhealthy until one succeeds, or this long without another.
+_WRITE_FAILURE_SECONDS = 30.0
+
+
+class _Unhealthy(Exception):
+    """A check found its component unfit, and says why in its message."""
+
+
+def local_folders(settings: Settings) -> dict[str, Path]:
+    """The local folders each component writes to, by component: their free space is checked."""
+    folders: dict[str, Path] = {}
+    if settings.storage.driver == "filesystem":
+        folders["storage"] = settings.storage_root
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        folders["database"] = Path(url.database).parent
+    return folders
+
+
+def _too_full(folder: Path, min_free_bytes: int) -> str | None:
+    """Why ``folder`` has too little room left, or None."""
+    free = shutil.disk_usage(folder).free
+    if free >= min_free_bytes:
+        return None
+    return f"{free} bytes free in {folder}, under storage.min_free_bytes ({min_free_bytes})"
 
 
 def _redis_client(url: str) -> Redis:
@@ -73,9 +104,19 @@ class OverallHealth:
 
 
 class HealthChecks:
-    def __init__(self, db: Database, storage: StorageDriver, redis_url: str | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        storage: StorageDriver,
+        redis_url: str | None,
+        *,
+        folders: Mapping[str, Path] | None = None,
+        min_free_bytes: int = 0,
+    ) -> None:
         self._db = db
         self._storage = storage
+        self._folders = dict(folders or {})
+        self._min_free_bytes = min_free_bytes
         self._redis: Redis | None = _redis_client(redis_url) if redis_url else None
         self._workers: list[asyncio.Task[Any]] = []
         self._cached: OverallHealth | None = None
@@ -113,15 +154,27 @@ class HealthChecks:
 
     async def _database(self) -> None:
         await self._db.read(lambda c: c.execute(_SELECT_ONE).scalar())
+        failing = self._db.failing_writes(within=_WRITE_FAILURE_SECONDS)
+        if failing is not None:
+            raise _Unhealthy(f"writes fail: {failing}")
+        await self._room_in("database")
 
     async def _storage_reachable(self) -> None:
-        with contextlib.suppress(PathNotFound):  # a missing key: the backend answered
-            await self._storage.stat(_PROBE_KEY)
+        await self._storage.put(HEALTH_PROBE_KEY, f"{time.time():.3f}\n".encode())
+        await self._room_in("storage")
+
+    async def _room_in(self, component: str) -> None:
+        folder = self._folders.get(component)
+        if folder is None or self._min_free_bytes <= 0:
+            return
+        problem = await asyncio.to_thread(_too_full, folder, self._min_free_bytes)
+        if problem is not None:
+            raise _Unhealthy(problem)
 
     async def _workers_alive(self) -> None:
         stopped = [task.get_name() for task in self._workers if task.done()]
         if stopped:
-            raise RuntimeError(f"background tasks stopped: {', '.join(stopped)}")
+            raise _Unhealthy(f"background tasks stopped: {', '.join(stopped)}")
 
     async def _redis_reachable(self) -> None:
         assert self._redis is not None
@@ -137,6 +190,8 @@ async def _run(name: str, probe: Callable[[], Awaitable[None]]) -> ComponentHeal
         await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
     except TimeoutError:
         return ComponentHealth(name, f"no answer within {CHECK_TIMEOUT_SECONDS:g} s")
+    except _Unhealthy as exc:  # a check's own finding, said in its own words
+        return ComponentHealth(name, str(exc)[:300])
     except Exception as exc:  # any failure makes the component unhealthy
         return ComponentHealth(name, f"{type(exc).__name__}: {str(exc)[:200]}")
     return ComponentHealth(name)

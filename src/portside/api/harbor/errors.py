@@ -39,6 +39,8 @@ _CODES_BY_STATUS = {
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     429: "TOO_MANY_REQUESTS",
+    503: "SERVICE_UNAVAILABLE",
+    507: "INSUFFICIENT_STORAGE",
 }
 
 
@@ -115,7 +117,8 @@ class Errors(BaseModel):
 
 # The error statuses any route may answer with: validation (400), the gate (401/403), missing
 # resources (404), conflicts (409), preconditions (412), the body limit (413), non-JSON bodies
-# (415), rate limits (429) and internal errors (500).
+# (415), rate limits (429), internal errors (500), outages of the database or the storage (503)
+# and a full disk (507).
 HARBOR_ERROR_STATUSES: dict[int, str] = {
     400: "Bad request.",
     401: "Authentication required, or the credentials are invalid.",
@@ -127,6 +130,8 @@ HARBOR_ERROR_STATUSES: dict[int, str] = {
     415: "The request body is not JSON.",
     429: "Too many requests.",
     500: "Internal error.",
+    503: "The database or the storage is unavailable; retry after Retry-After seconds.",
+    507: "Storage is full.",
 }
 
 _ERRORS_REF = "#/components/schemas/Errors"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -80,33 +79,30 @@ class BlobResponse(Response):
             )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stream: AsyncIterator[bytes | memoryview] | None = None
-        first: bytes | memoryview = b""
-        if not self._head and self._content.size:
-            offset, length = 0, None
-            if self._range is not None:
-                offset, length = self._range[0], self._range[1] - self._range[0] + 1
-            # The first read comes before the status line: bytes missing from storage (a blob
-            # quarantined by fsck while a replica still caches its link) answer 404, rather
-            # than a connection cut after a 200.
-            stream = self._blobs.stream(self._content, offset, length)
-            try:
-                first = await anext(stream)
-            except PathNotFound:
-                raise RegistryError(
-                    ErrorCode.BLOB_UNKNOWN,
-                    "blob content is missing from storage",
-                    detail={"digest": str(self._content.digest)},
-                ) from None
-            except StopAsyncIteration:
-                pass
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
-        if stream is not None:
-            await send({"type": "http.response.body", "body": first, "more_body": True})
-            async for chunk in stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        start = {"type": "http.response.start", "status": self.status_code}
+        if self._head or self._content.size == 0:
+            await send({**start, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        offset, length = 0, None
+        if self._range is not None:
+            offset, length = self._range[0], self._range[1] - self._range[0] + 1
+        chunks = aiter(self._blobs.stream(self._content, offset, length))
+        # Read before the status line is sent: a storage backend that fails then gets its
+        # answer (503), and bytes missing from storage (a blob quarantined by fsck while a
+        # replica still caches its link) a 404, instead of a body cut off after a 200.
+        try:
+            first = await anext(chunks, b"")
+        except PathNotFound:
+            raise RegistryError(
+                ErrorCode.BLOB_UNKNOWN,
+                "blob content is missing from storage",
+                detail={"digest": str(self._content.digest)},
+            ) from None
+        await send({**start, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
 
