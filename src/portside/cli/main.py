@@ -68,6 +68,7 @@ def serve(config: Path | None, host: str | None, port: int | None, data_dir: Pat
       admin_password                      (PORTSIDE_ADMIN_PASSWORD; generated when unset)
       server.host / server.port           0.0.0.0 / 5000
       server.public_url                   URL clients use, behind a reverse proxy
+      server.public_hosts                 [] (Host headers trusted for links and realms)
       server.tls_cert / server.tls_key    PEM files; enable HTTPS
       server.shutdown_grace_seconds       30
       server.trusted_proxies              [] (believe X-Forwarded-For from these)
@@ -83,6 +84,7 @@ def serve(config: Path | None, host: str | None, port: int | None, data_dir: Pat
       auth.login_failures_per_account / login_failures_per_address
                                           10 per 5 minutes / 30 per 5 minutes
       auth.login_limit_storage / login_limit_key_prefix   memory:// / portside
+      auth.login_limit_exempt_networks    [] (CIDRs the failed-login limits skip)
       registry.max_manifest_bytes         4194304
       registry.upload_purge_age_seconds / upload_purge_interval_seconds   86400 / 3600
       registry.catalog_max_entries / cache_ttl_seconds                    1000 / 10
