@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portside.scanner.coverage import Coverage
-from portside.scanner.model import Finding, Severity
+from portside.scanner.model import Advisory, Finding, Severity
 
 __all__ = [
     "CSV_COLUMNS",
@@ -158,9 +158,6 @@ def _item(finding: Finding, artifact_digest: str) -> dict[str, Any]:
         "version": finding.package.version,
         "fix_version": finding.fix_version,
         "severity": severity,
-        # Portside's: the record the severity was taken from (the advisory itself, or another
-        # record of the same CVE when the advisory has none), "" when no record rates it.
-        "severity_source": rated.id if rated.severity != Severity.UNKNOWN else "",
         # Trivy's statuses, which Harbor passes through: a fix exists, or not yet.
         "status": "fixed" if finding.fix_version else "affected",
         "description": (advisory.details or advisory.summary)[:_MAX_TEXT],
@@ -168,8 +165,19 @@ def _item(finding: Finding, artifact_digest: str) -> dict[str, Any]:
         "artifact_digests": [artifact_digest],
         "preferred_cvss": preferred,
         "cwe_ids": list(dict.fromkeys(advisory.cwe_ids)),
-        "vendor_attributes": {"CVSS": {CVSS_VENDOR: vendor}} if vendor else {},
+        "vendor_attributes": _vendor_attributes(vendor, rated),
     }
+
+
+def _vendor_attributes(cvss: dict[str, Any], rated: Advisory) -> dict[str, Any]:
+    """Harbor's free-form ``vendor_attributes``: the CVSS by vendor, and Portside's
+    ``severity_source``, the record the severity was taken from (the advisory itself, or
+    another record of the same CVE when the advisory has none), absent when none rates it.
+    Kept in here because strict clients refuse fields Harbor's item does not declare."""
+    attributes: dict[str, Any] = {"CVSS": {CVSS_VENDOR: cvss}} if cvss else {}
+    if rated.severity != Severity.UNKNOWN:
+        attributes["severity_source"] = rated.id
+    return attributes
 
 
 def _merge(kept: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
@@ -208,9 +216,9 @@ def harbor_report(
     coverage: Coverage | None = None,
 ) -> dict[str, Any]:
     """The report for one artifact. ``repository`` and ``mime_type`` (the manifest's media
-    type) fill the spec's optional ``artifact`` fields when given. ``coverage`` adds
-    Portside's ``coverage`` object: whether the advisories covered every package, and if
-    not, which ecosystems were not checked and why."""
+    type) fill the spec's optional ``artifact`` fields when given. An incomplete ``coverage``
+    adds Portside's ``coverage`` object: which ecosystems the advisories did not cover, and
+    why. A complete scan's report has exactly Harbor's fields, as strict clients expect."""
     vulnerabilities = vulnerability_items(findings, artifact_digest)
     artifact = {"repository": repository, "digest": artifact_digest, "mime_type": mime_type}
     report = {
@@ -220,7 +228,7 @@ def harbor_report(
         "severity": overall_severity(item["severity"] for item in vulnerabilities),
         "vulnerabilities": vulnerabilities,
     }
-    if coverage is not None:
+    if coverage is not None and not coverage.complete:
         report["coverage"] = coverage.to_json()
     return report
 

@@ -107,8 +107,7 @@ ITEM_FIELDS: dict[str, type | tuple[type, ...]] = {
     "artifact_digests": list,
     "preferred_cvss": dict,
     "cwe_ids": list,
-    "vendor_attributes": dict,
-    "severity_source": str,  # Portside's: the record the severity was taken from
+    "vendor_attributes": dict,  # with Portside's severity_source: the record that rated it
 }
 # Portside's report object saying whether the advisories covered every package.
 COVERAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -233,8 +232,8 @@ def test_a_harbor_client_parses_the_report(report: dict[str, Any]) -> None:
     assert len(parsed.vulnerabilities) == 4
     assert len(parsed.fixable) == 3
     # Every key is one the client's model knows, except the two Harbor adds when it renders
-    # and Portside's severity_source (and coverage), which clients ignore.
-    known = set(VulnerabilityItem.model_fields) | {"status", "artifact_digests", "severity_source"}
+    # (and Portside's coverage of an incomplete scan).
+    known = set(VulnerabilityItem.model_fields) | {"status", "artifact_digests"}
     assert {key for item in report["vulnerabilities"] for key in item} <= known
     assert set(report) <= set(HarborVulnerabilityReport.model_fields)
     covered = {**report, "coverage": Coverage(database_empty=True).to_json()}
@@ -255,12 +254,14 @@ def test_items_use_the_cve_alias_and_carry_cvss(report: dict[str, Any]) -> None:
         "artifact_digests": [DIGEST],
         "preferred_cvss": {"score_v3": 5.3, "score_v2": None, "vector_v3": V3, "vector_v2": ""},
         "cwe_ids": ["CWE-287"],
-        "vendor_attributes": {"CVSS": {"nvd": {"V3Score": 5.3, "V3Vector": V3}}},
-        "severity_source": "DEBIAN-CVE-2023-2975-openssl",
+        "vendor_attributes": {
+            "CVSS": {"nvd": {"V3Score": 5.3, "V3Vector": V3}},
+            "severity_source": "DEBIAN-CVE-2023-2975-openssl",
+        },
     }
     requests = next(v for v in report["vulnerabilities"] if v["package"] == "requests")
     assert requests["id"] == "PYSEC-2023-74"  # no CVE alias: the advisory's own id
-    assert requests["vendor_attributes"] == {}
+    assert requests["vendor_attributes"] == {"severity_source": "PYSEC-2023-74"}
     left_pad = next(v for v in report["vulnerabilities"] if v["package"] == "left-pad")
     assert left_pad["preferred_cvss"]["vector_v2"] == "AV:N/AC:L/Au:N/C:P/I:P/A:P"
     assert left_pad["preferred_cvss"]["score_v3"] is None
@@ -404,7 +405,8 @@ def test_csv_export_has_harbors_columns_and_one_row_per_item(report: dict[str, A
     assert libssl["Severity"] == "Medium"
     assert libssl["CWE Ids"] == "CWE-287"
     assert json.loads(libssl["Additional Data"]) == {
-        "CVSS": {"nvd": {"V3Score": 5.3, "V3Vector": V3}}
+        "CVSS": {"nvd": {"V3Score": 5.3, "V3Vector": V3}},
+        "severity_source": "DEBIAN-CVE-2023-2975-openssl",
     }
     assert text.endswith("\n") and "\r\n" not in text
 
@@ -453,7 +455,9 @@ def test_findings_never_make_the_overall_severity_none() -> None:
     assert report["severity"] == "Unknown"
     severity, summary = summarize(report["vulnerabilities"])
     assert (severity, summary["summary"]) == ("Unknown", {"Unknown": 217})
-    assert all(item["severity_source"] == "" for item in report["vulnerabilities"])
+    assert all(
+        "severity_source" not in item["vendor_attributes"] for item in report["vulnerabilities"]
+    )
 
 
 def test_an_unrated_finding_takes_its_severity_from_the_record_that_rates_it() -> None:
@@ -473,7 +477,7 @@ def test_an_unrated_finding_takes_its_severity_from_the_record_that_rates_it() -
     assert shape_problems(report) == []
     item = report["vulnerabilities"][0]
     assert (item["id"], item["severity"]) == ("CVE-2022-41723", "High")
-    assert item["severity_source"] == "GHSA-vvpx-j8f3-3w6h"
+    assert item["vendor_attributes"]["severity_source"] == "GHSA-vvpx-j8f3-3w6h"
     assert item["preferred_cvss"]["score_v3"] == 7.5
     assert item["description"] == "GO-2023-1571 details"  # the finding's own advisory still
     assert report["severity"] == "High"
