@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from portside.auth.verified import VerifiedCredentials
+from portside.db.engine import DatabaseUnavailable
 
 KEY = b"k"
 
@@ -98,3 +99,21 @@ async def test_refresh_ahead_renews_and_a_failed_refresh_drops_the_entry() -> No
     refused = SlowCheck(None)
     refused.release.set()
     assert await cache.check(KEY, refused) is None and refused.runs == 1  # the entry is gone
+
+
+async def test_a_checked_credential_stays_good_while_the_database_is_down() -> None:
+    """Past its lifetime, a credential whose check cannot reach the database answers with its
+    last good check (stale if error); one never checked before fails with the outage."""
+    cache: VerifiedCredentials[str] = VerifiedCredentials(10, 0.01)
+
+    async def good() -> str | None:
+        return "principal"
+
+    async def outage() -> str | None:
+        raise DatabaseUnavailable("connection refused")
+
+    assert await cache.check(KEY, good) == "principal"
+    await asyncio.sleep(0.02)  # expired
+    assert await cache.check(KEY, outage) == "principal"
+    with pytest.raises(DatabaseUnavailable):
+        await cache.check(b"never checked", outage)
