@@ -179,3 +179,29 @@ def test_labels_and_their_model_are_documented(document: dict[str, Any]) -> None
         "creation_time",
         "update_time",
     }
+
+
+_SENT_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def test_every_405_names_every_method_of_its_path(
+    registry: PortsideServer, document: dict[str, Any]
+) -> None:
+    """A method a path does not support is a 405 whose ``Allow`` lists exactly the methods the
+    document lists for that path: not only the first matching route's, and not a parameterised
+    sibling's (``PUT /users/current`` is no ``PUT /users/{user_id}`` with a bad id). ``HEAD`` is
+    in ``Allow`` only where the document lists it: the server answers it nowhere else."""
+    problems = []
+    with registry.client() as client:
+        for path, item in document["paths"].items():
+            supported = {method for method in item if method in _METHODS}
+            for method in sorted(set(_SENT_METHODS) - supported):
+                response = client.request(method.upper(), API + _fill(path), json={})
+                allow = {m.strip().lower() for m in response.headers.get("allow", "").split(",")}
+                if response.status_code != 405 or allow != supported:
+                    problems.append(
+                        f"{method.upper()} {path}: {response.status_code}, Allow {sorted(allow)}"
+                    )
+                elif response.json()["errors"][0]["code"] != "METHOD_NOT_ALLOWED":
+                    problems.append(f"{method.upper()} {path}: {response.text}")
+    assert problems == []

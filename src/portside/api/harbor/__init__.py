@@ -35,6 +35,7 @@ from portside.api.harbor import (
 )
 from portside.api.harbor.access import gate
 from portside.api.harbor.errors import document_errors, exception_handlers
+from portside.api.harbor.methods import AllowedMethods
 from portside.api.harbor.session_auth import CsrfTokenHeader
 from portside.api.services import Services
 
@@ -75,5 +76,6 @@ def create_management_app(services: Services) -> FastAPI:
         return response
 
     app.add_middleware(CsrfTokenHeader)
+    app.add_middleware(AllowedMethods, document=lambda: app.openapi())
     app.state.services = services
     return app
