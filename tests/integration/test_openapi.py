@@ -205,3 +205,45 @@ def test_every_405_names_every_method_of_its_path(
                 elif response.json()["errors"][0]["code"] != "METHOD_NOT_ALLOWED":
                     problems.append(f"{method.upper()} {path}: {response.text}")
     assert problems == []
+
+
+def _strings(schema: Any, schemas: dict[str, Any], seen: set[str]) -> Iterator[dict[str, Any]]:
+    """Every string schema in ``schema``, following references once."""
+    if isinstance(schema, list):
+        for item in schema:
+            yield from _strings(item, schemas, seen)
+    elif isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref:
+            name = ref.rsplit("/", 1)[-1]
+            if name not in seen:
+                seen.add(name)
+                yield from _strings(schemas[name], schemas, seen)
+            return
+        if schema.get("type") == "string":
+            yield schema
+        for key, value in schema.items():
+            if key == "properties":
+                for nested in value.values():
+                    yield from _strings(nested, schemas, seen)
+            elif key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+                yield from _strings(value, schemas, seen)
+            elif key == "propertyNames":
+                yield {"type": "string", **value}
+
+
+def test_no_request_text_may_hold_a_control_character(document: dict[str, Any]) -> None:
+    """The request boundary refuses control characters in every text (the path, the query,
+    bodies and their keys): the document says so for every string a request may carry."""
+    schemas = document["components"]["schemas"]
+    loose = []
+    for path, method, operation in operations(document):
+        parameters = [p.get("schema", {}) for p in operation.get("parameters", [])]
+        bodies = [m["schema"] for m in operation.get("requestBody", {}).get("content", {}).values()]
+        for schema in _strings(parameters + bodies, schemas, set()):
+            if "enum" in schema or "const" in schema or schema.get("format") == "binary":
+                continue
+            pattern = schema.get("pattern")
+            if pattern is None or re.search(pattern, "a\x01b"):
+                loose.append(f"{method.upper()} {path}: {schema}")
+    assert loose == []
