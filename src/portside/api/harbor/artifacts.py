@@ -26,7 +26,7 @@ from sqlalchemy import Connection, delete, select
 from portside.api.harbor.access import MAX_ID, Caller, record_change, require_project, services_of
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.labels import LabelOut
-from portside.api.harbor.listing import Page, parse_query, parse_sort, set_page_headers
+from portside.api.harbor.listing import Page, parse_query, parse_sort, set_page_headers, sort_query
 from portside.api.harbor.repositories import full_name
 from portside.api.harbor.scan_results import scan_overviews, vulnerability_reports
 from portside.audit.log import iso8601
@@ -71,7 +71,7 @@ HELM_ADDITIONS = ("values.yaml", "readme.md", "dependencies")
 
 Flag = Annotated[bool, Query()]
 Q = Annotated[str | None, Query(max_length=2048)]
-Sort = Annotated[str | None, Query(max_length=256)]
+ArtifactSort = Annotated[str | None, sort_query(ARTIFACT_SORT)]
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000)]
 PageSize = Annotated[int, Query(ge=1, le=100)]
 
@@ -440,7 +440,7 @@ async def list_artifacts_route(
     repository_name: str,
     flags: Flags,
     q: Q = None,
-    sort: Sort = None,
+    sort: ArtifactSort = None,
     page: PageNumber = 1,
     page_size: PageSize = 10,
 ) -> list[dict[str, Any]]:
@@ -575,6 +575,11 @@ _TAG_SORT: dict[str, Callable[[TagRow], Any]] = {
 }
 
 
+TagSort = Annotated[str | None, sort_query(_TAG_SORT)]
+_ACCESSORY_SORT = ("creation_time", "id")
+AccessorySort = Annotated[str | None, sort_query(_ACCESSORY_SORT)]
+
+
 @router.get(f"{_ARTIFACT}/tags", response_model=list[TagOut], summary="List an artifact's tags.")
 async def list_tags(
     request: Request,
@@ -586,7 +591,7 @@ async def list_tags(
     page: PageNumber = 1,
     page_size: PageSize = 10,
     q: Q = None,
-    sort: Sort = None,
+    sort: TagSort = None,
     with_signature: Flag = False,
     with_immutable_status: Flag = False,
 ) -> list[dict[str, Any]]:
@@ -686,7 +691,7 @@ async def list_accessories(
     page: PageNumber = 1,
     page_size: PageSize = 10,
     q: Q = None,
-    sort: Sort = None,
+    sort: AccessorySort = None,
 ) -> list[dict[str, Any]]:
     _, name, repository_id, artifact = await _target(
         request,
@@ -697,7 +702,7 @@ async def list_accessories(
         Permission("accessory", "list"),
     )
     terms = parse_query(q, {"type"})
-    parse_sort(sort, {"creation_time", "id"})
+    parse_sort(sort, set(_ACCESSORY_SORT))
     details = await services_of(request).db.read(
         lambda c: artifact_details(c, repository_id, [artifact], Includes(accessories=True))
     )

@@ -31,6 +31,7 @@ from portside.api.harbor.listing import (
     parse_sort,
     parse_time,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.api.services import Services
@@ -187,7 +188,7 @@ Q = Annotated[
 ]
 Sort = Annotated[
     str | None,
-    Query(max_length=256, description="e.g. sort=-op_time (the default) or sort=username,id"),
+    sort_query(_SORTABLE, description="e.g. sort=-op_time (the default) or sort=username,id"),
 ]
 
 

@@ -36,6 +36,7 @@ from portside.api.harbor.listing import (
     parse_sort,
     parse_time,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.audit.log import iso8601
@@ -195,7 +196,7 @@ async def list_labels(
     principal: Caller,
     page: Paging,
     q: Annotated[str | None, Query(max_length=2048)] = None,
-    sort: Annotated[str | None, Query(max_length=512)] = None,
+    sort: Annotated[str | None, sort_query(_SORT_COLUMNS, max_length=512)] = None,
     name: Annotated[str | None, Query(max_length=128)] = None,
     scope: Annotated[Literal["g", "p"] | None, Query()] = None,
     project_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,

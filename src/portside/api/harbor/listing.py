@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -32,6 +33,7 @@ __all__ = [
     "parse_sort",
     "parse_time",
     "set_page_headers",
+    "sort_query",
     "where_clauses",
 ]
 
@@ -132,6 +134,20 @@ def _term(key: str, value: str) -> Term:
     if value.startswith("(") and value.endswith(")"):
         return Term(key, "any", tuple(value[1:-1].split()))
     return Term(key, "exact", (value,))
+
+
+def sort_query(
+    allowed: Iterable[str], max_length: int = 256, description: str | None = None
+) -> Any:
+    """The ``sort`` parameter over ``allowed`` fields. The document states the grammar as a
+    pattern made from the same fields :func:`parse_sort` accepts; :func:`parse_sort` enforces
+    it, so a refusal names the fields allowed."""
+    field = "-?(?:" + "|".join(re.escape(name) for name in sorted(allowed)) + ")"
+    return Query(
+        max_length=max_length,
+        description=description or "Comma-separated fields, each ascending or -descending.",
+        json_schema_extra={"pattern": f"^(?:{field}(?:,{field})*)?$"},
+    )
 
 
 def parse_sort(sort: str | None, allowed: set[str]) -> list[tuple[str, bool]]:

@@ -41,6 +41,7 @@ from portside.api.harbor.listing import (
     parse_query,
     parse_sort,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.api.harbor.scan_all import AllowlistIn, allowlist_out, parse_allowlist
@@ -415,7 +416,7 @@ async def list_projects(
     principal: Caller,
     page: Annotated[Page, Depends(PageParams)],
     q: Annotated[str | None, Query()] = None,
-    sort: Annotated[str | None, Query()] = None,
+    sort: Annotated[str | None, sort_query(SORTABLE)] = None,
     name: Annotated[str | None, Query(description="Fuzzy match on the name.")] = None,
     public: Annotated[bool | None, Query()] = None,
     owner: Annotated[str | None, Query(description="The owner's username.")] = None,

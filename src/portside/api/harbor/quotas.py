@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt
 
 from portside.api.harbor.access import MAX_ID, Caller, record_change, require_admin, services_of
 from portside.api.harbor.errors import HarborError
-from portside.api.harbor.listing import Paging, parse_sort, set_page_headers
+from portside.api.harbor.listing import Paging, parse_sort, set_page_headers, sort_query
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.projects.quotas import MAX_HARD_BYTES, UNLIMITED, QuotaRecord, SortKey
@@ -112,7 +112,7 @@ async def list_quotas(
     paging: Paging,
     reference: Annotated[str | None, Query(max_length=64)] = None,
     reference_id: Annotated[str | None, Query(max_length=64)] = None,
-    sort: Annotated[str | None, Query(max_length=256)] = None,
+    sort: Annotated[str | None, sort_query(_SORT_KEYS)] = None,
 ) -> list[Quota]:
     order = cast(list[tuple[SortKey, bool]], parse_sort(sort, _SORT_KEYS))
     project_id = _reference_id(reference_id)

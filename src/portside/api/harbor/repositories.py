@@ -26,6 +26,7 @@ from portside.api.harbor.listing import (
     parse_query,
     parse_sort,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.audit.log import iso8601
@@ -142,7 +143,7 @@ async def _list(
     return [repository_out(row) for row in rows]
 
 
-Sort = Annotated[str | None, Query(max_length=256)]
+Sort = Annotated[str | None, sort_query(REPOSITORY_SORT)]
 Q = Annotated[str | None, Query(max_length=2048)]
 
 

@@ -38,6 +38,7 @@ from portside.api.harbor.listing import (
     parse_query,
     parse_sort,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.api.services import Services
@@ -472,7 +473,7 @@ async def list_robots(
     principal: Caller,
     page: Annotated[Page, Depends(PageParams)],
     q: Annotated[str | None, Query(max_length=2048)] = None,
-    sort: Annotated[str | None, Query(max_length=256)] = None,
+    sort: Annotated[str | None, sort_query(_SORT_COLUMNS)] = None,
 ) -> list[RobotOut]:
     require_authenticated(request, principal)
     services = services_of(request)

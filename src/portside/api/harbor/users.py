@@ -34,6 +34,7 @@ from portside.api.harbor.listing import (
     parse_query,
     parse_sort,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.api.security import login
@@ -172,7 +173,7 @@ async def list_users(
     principal: Caller,
     page: Paging,
     q: Annotated[str | None, Query(max_length=2048)] = None,
-    sort: Annotated[str | None, Query(max_length=512)] = None,
+    sort: Annotated[str | None, sort_query(_SORT_COLUMNS, max_length=512)] = None,
     username: Annotated[str | None, Query(max_length=255)] = None,
     email: Annotated[str | None, Query(max_length=255)] = None,
 ) -> list[UserResp]:
