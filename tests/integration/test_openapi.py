@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.routing import BaseRoute
 
@@ -283,3 +284,59 @@ def test_sort_grammar_is_documented_as_the_server_enforces_it(
             assert response.status_code in (400, 404), (path, response.text)
             checked += 1
     assert checked >= 10
+
+
+def test_q_grammar_is_documented(registry: PortsideServer, document: dict[str, Any]) -> None:
+    """Every ``q`` filter documents its keys and term syntax as a pattern: what the pattern
+    refuses (an unknown key, a term without ``=``) the server refuses with a 400."""
+    checked = 0
+    with registry.client() as client:
+        for path, method, operation in operations(document):
+            schema = _parameter_schema(operation, "q")
+            if schema is None or path == "/search":  # /search's q is a free search text
+                continue
+            pattern = schema.get("pattern")
+            assert pattern, f"{method.upper()} {path}: q has no pattern"
+            for value in ("no_such_key=1", "justtext"):
+                assert not re.search(pattern, value), (path, value)
+                response = client.request(method.upper(), API + _fill(path), params={"q": value})
+                assert response.status_code in (400, 404), (path, value, response.text)
+            checked += 1
+    assert checked >= 8
+
+
+# (model, field, a value the server refuses, a value it takes): the document must tell them apart.
+_FIELD_RULES = [
+    ("UserCreationReq", "password", "alllowercase1", "Harbor12345"),
+    ("UserCreationReq", "password", "Sh0rt", "Harbor12345"),
+    ("PasswordReq", "new_password", "NODIGITSHERE", "Harbor12345"),
+    ("UserCreationReq", "username", "a,b", "alice"),
+    ("UserCreationReq", "username", " alice", "alice"),
+    ("UserCreationReq", "email", "not-an-email", "alice@example.com"),
+    ("UserProfile", "realname", "", "Alice"),
+    ("UserProfile", "comment", "x" * 31, "x" * 30),
+    ("ScheduleObj", "cron", "0 0 2 * *", "0 0 2 * * *"),
+    ("ScheduleObj", "cron", "61 0 2 * * *", "0 */5 * * * ?"),
+    ("RegistrationIn", "url", "ftp://scanner", "http://scanner:8080"),
+    ("PingIn", "url", "http://", "https://scanner/"),
+    ("LabelBody", "name", " label", "label"),
+    ("UserGroupReq", "group_name", "   ", "developers"),
+    ("RobotCreateBody", "name", "Bad Name", "ci-bot"),
+]
+
+
+@pytest.mark.parametrize(("model", "field", "refused", "taken"), _FIELD_RULES)
+def test_field_rules_the_server_checks_are_documented(
+    document: dict[str, Any], model: str, field: str, refused: str, taken: str
+) -> None:
+    schema = document["components"]["schemas"][model]["properties"][field]
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid(taken), (model, field, taken, schema)
+    assert not validator.is_valid(refused), (model, field, refused, schema)
+
+
+def test_a_custom_schedule_needs_its_cron(document: dict[str, Any]) -> None:
+    validator = Draft202012Validator(document["components"]["schemas"]["ScheduleObj"])
+    assert validator.is_valid({"type": "Daily", "cron": ""})
+    assert validator.is_valid({"type": "Custom", "cron": "0 0 2 * * *"})
+    assert not validator.is_valid({"type": "Custom", "cron": ""})

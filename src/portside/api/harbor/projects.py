@@ -35,11 +35,15 @@ from portside.api.harbor.access import (
 )
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import (
+    ID,
+    NOT_FUZZY,
+    Key,
     Page,
     PageParams,
     Term,
     parse_query,
     parse_sort,
+    q_query,
     set_page_headers,
     sort_query,
     where_clauses,
@@ -415,7 +419,17 @@ async def list_projects(
     response: Response,
     principal: Caller,
     page: Annotated[Page, Depends(PageParams)],
-    q: Annotated[str | None, Query()] = None,
+    q: Annotated[
+        str | None,
+        q_query(
+            {
+                "name": Key(),
+                "public": Key("true|false", ("exact",)),
+                "owner": Key(forms=("exact",)),
+                "project_id": Key(ID, NOT_FUZZY),
+            }
+        ),
+    ] = None,
     sort: Annotated[str | None, sort_query(SORTABLE)] = None,
     name: Annotated[str | None, Query(description="Fuzzy match on the name.")] = None,
     public: Annotated[bool | None, Query()] = None,

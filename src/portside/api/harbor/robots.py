@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement
 
+from portside.api.harbor import documented
 from portside.api.harbor.access import (
     MAX_ID,
     Caller,
@@ -33,10 +34,13 @@ from portside.api.harbor.access import (
 )
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import (
+    ID,
+    Key,
     Page,
     PageParams,
     parse_query,
     parse_sort,
+    q_query,
     set_page_headers,
     sort_query,
     where_clauses,
@@ -106,7 +110,7 @@ class RobotCreateBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=MAX_NAME)
+    name: str = documented.matching(ROBOT_NAME, MAX_NAME)
     description: str | None = Field(None, max_length=1024)
     secret: str | None = Field(None, max_length=128)
     level: str = Field(max_length=16)
@@ -472,7 +476,16 @@ async def list_robots(
     response: Response,
     principal: Caller,
     page: Annotated[Page, Depends(PageParams)],
-    q: Annotated[str | None, Query(max_length=2048)] = None,
+    q: Annotated[
+        str | None,
+        q_query(
+            {
+                "Level": Key("system|project", ("exact",)),
+                "ProjectID": Key(ID, ("exact",)),
+                "name": Key(),
+            }
+        ),
+    ] = None,
     sort: Annotated[str | None, sort_query(_SORT_COLUMNS)] = None,
 ) -> list[RobotOut]:
     require_authenticated(request, principal)

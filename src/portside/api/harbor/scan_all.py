@@ -7,11 +7,12 @@ to see it).
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from portside.api.harbor import documented
 from portside.api.harbor.access import (
     Caller,
     record_change,
@@ -33,9 +34,9 @@ ScheduleType = Literal["None", "Hourly", "Daily", "Weekly", "Custom", "Manual"]
 
 
 class ScheduleObj(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=documented.CUSTOM_NEEDS_CRON)
     type: ScheduleType
-    cron: Annotated[str, Field(max_length=128)] = ""
+    cron: str = documented.cron()
 
 
 class ScheduleIn(BaseModel):
