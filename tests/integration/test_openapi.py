@@ -340,3 +340,15 @@ def test_a_custom_schedule_needs_its_cron(document: dict[str, Any]) -> None:
     assert validator.is_valid({"type": "Daily", "cron": ""})
     assert validator.is_valid({"type": "Custom", "cron": "0 0 2 * * *"})
     assert not validator.is_valid({"type": "Custom", "cron": ""})
+
+
+def test_enumerated_and_patterned_values_are_documented(document: dict[str, Any]) -> None:
+    """Values the server takes only from a fixed set say so."""
+    schemas = document["components"]["schemas"]
+    assert schemas["RobotCreateBody"]["properties"]["level"]["enum"] == ["system", "project"]
+    assert schemas["UserGroupReq"]["properties"]["group_type"]["enum"] == [2, None]
+    assert schemas["QuotaUpdateReq"]["properties"]["hard"]["propertyNames"] == {"const": "storage"}
+    color = Draft202012Validator(schemas["LabelBody"]["properties"]["color"])
+    assert color.is_valid("#61717D") and not color.is_valid("red")
+    cve = Draft202012Validator(schemas["AllowlistItem"]["properties"]["cve_id"])
+    assert cve.is_valid("CVE-2024-0001") and not cve.is_valid("")

@@ -91,7 +91,12 @@ class LabelBody(BaseModel):
 
     name: str = documented.printable_name(MAX_LABEL_NAME)
     description: str | None = Field(default=None, max_length=4096)
-    color: str | None = Field(default=None, max_length=64)
+    color: str | None = Field(
+        default=None,
+        max_length=64,
+        # label_problem's rule: empty, or a CSS hex colour (3, 4, 6 or 8 digits).
+        json_schema_extra={"pattern": "^(?:#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8}))?$"},
+    )
     scope: Literal["g", "p"] | None = None
     project_id: int | None = Field(default=None, ge=0, le=MAX_ID)
     id: int | None = None

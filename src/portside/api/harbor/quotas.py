@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from portside.api.harbor.access import MAX_ID, Caller, record_change, require_admin, services_of
 from portside.api.harbor.errors import HarborError
@@ -50,7 +50,7 @@ class QuotaUpdateReq(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    hard: dict[str, StrictInt]
+    hard: dict[str, StrictInt] = Field(json_schema_extra={"propertyNames": {"const": STORAGE}})
 
 
 class Quota(BaseModel):

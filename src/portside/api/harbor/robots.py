@@ -113,7 +113,7 @@ class RobotCreateBody(BaseModel):
     name: str = documented.matching(ROBOT_NAME, MAX_NAME)
     description: str | None = Field(None, max_length=1024)
     secret: str | None = Field(None, max_length=128)
-    level: str = Field(max_length=16)
+    level: str = Field(max_length=16, json_schema_extra={"enum": ["system", "project"]})
     disable: bool = False
     duration: int | None = Field(
         None, description="Days; -1 never expires; 0 or absent: the default (30 days)."

@@ -23,6 +23,7 @@ from portside.api.harbor.access import (
 from portside.api.harbor.errors import HarborError
 from portside.audit.log import iso8601
 from portside.db.queries import now
+from portside.scanner.allowlists import _CVE_ID as CVE_ID
 from portside.scanner.allowlists import MAX_ITEMS, SYSTEM, Allowlist, cve_problem
 from portside.scanner.scan_all import SCHEDULE_TYPES, Schedule, cron_problem
 
@@ -48,7 +49,7 @@ class ScheduleIn(BaseModel):
 
 class AllowlistItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    cve_id: StrictStr
+    cve_id: StrictStr = Field(json_schema_extra={"pattern": f"^(?:{CVE_ID.pattern})$"})
 
 
 class AllowlistIn(BaseModel):

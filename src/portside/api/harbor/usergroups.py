@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from portside.api.harbor import documented
 from portside.api.harbor.access import (
@@ -59,7 +59,7 @@ class UserGroupReq(BaseModel):
 
     id: int | None = None
     group_name: str = documented.not_blank(MAX_GROUP_NAME)
-    group_type: int | None = None
+    group_type: int | None = Field(None, json_schema_extra={"enum": [GROUP_TYPE_HTTP, None]})
     ldap_group_dn: str | None = None
 
 
