@@ -49,8 +49,14 @@ from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
 from portside.db.tables import labels
+from portside.projects.labels import (
+    MAX_DESCRIPTION_LENGTH,
+    Label,
+    LabelConflict,
+    LabelScope,
+    label_problem,
+)
 from portside.projects.labels import MAX_NAME_LENGTH as MAX_LABEL_NAME
-from portside.projects.labels import Label, LabelConflict, LabelScope, label_problem
 from portside.projects.projects import Project
 from portside.text import has_control_characters
 
@@ -90,7 +96,7 @@ class LabelBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = documented.printable_name(MAX_LABEL_NAME)
-    description: str | None = Field(default=None, max_length=4096)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
     color: str | None = Field(
         default=None,
         max_length=64,

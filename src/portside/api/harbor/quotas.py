@@ -50,7 +50,17 @@ class QuotaUpdateReq(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    hard: dict[str, StrictInt] = Field(json_schema_extra={"propertyNames": {"const": STORAGE}})
+    hard: dict[str, StrictInt] = Field(
+        json_schema_extra={
+            "propertyNames": {"const": STORAGE},
+            # UNLIMITED (-1), or a byte count: see _hard_storage.
+            "additionalProperties": {
+                "type": "integer",
+                "minimum": UNLIMITED,
+                "maximum": MAX_HARD_BYTES,
+            },
+        }
+    )
 
 
 class Quota(BaseModel):
