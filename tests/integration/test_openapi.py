@@ -322,6 +322,7 @@ _FIELD_RULES = [
     ("LabelBody", "name", " label", "label"),
     ("UserGroupReq", "group_name", "   ", "developers"),
     ("RobotCreateBody", "name", "Bad Name", "ci-bot"),
+    ("RobotSecBody", "secret", "alllowercase1", "Harbor12345"),
 ]
 
 
@@ -347,7 +348,10 @@ def test_enumerated_and_patterned_values_are_documented(document: dict[str, Any]
     schemas = document["components"]["schemas"]
     assert schemas["RobotCreateBody"]["properties"]["level"]["enum"] == ["system", "project"]
     assert schemas["UserGroupReq"]["properties"]["group_type"]["enum"] == [2, None]
-    assert schemas["QuotaUpdateReq"]["properties"]["hard"]["propertyNames"] == {"const": "storage"}
+    hard = Draft202012Validator(schemas["QuotaUpdateReq"]["properties"]["hard"])
+    assert hard.is_valid({"storage": -1}) and hard.is_valid({"storage": 0})
+    assert not hard.is_valid({}) and not hard.is_valid({"storage": -2})
+    assert not hard.is_valid({"storage": 1, "count": 1})
     color = Draft202012Validator(schemas["LabelBody"]["properties"]["color"])
     assert color.is_valid("#61717D") and not color.is_valid("red")
     cve = Draft202012Validator(schemas["AllowlistItem"]["properties"]["cve_id"])

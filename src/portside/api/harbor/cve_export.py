@@ -49,7 +49,12 @@ class ScanDataExportRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     job_name: Annotated[StrictStr, Field(max_length=255)] | None = None
-    projects: Annotated[list[PositiveId], Field(max_length=MAX_PROJECTS)] | None = None
+    projects: (
+        Annotated[
+            list[PositiveId], Field(max_length=MAX_PROJECTS, json_schema_extra={"minItems": 1})
+        ]
+        | None
+    ) = None
     labels: Annotated[list[PositiveId], Field(max_length=100)] | None = None
     repositories: Pattern | None = None
     cve_ids: Annotated[Pattern | None, Field(alias="cveIds")] = None

@@ -23,21 +23,34 @@ from portside.auth.accounts import (
 )
 from portside.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, PASSWORD_POLICY
 
-__all__ = ["comment", "email", "password", "realname", "username"]
+__all__ = [
+    "CRON_PATTERN",
+    "CUSTOM_NEEDS_CRON",
+    "PASSWORD_RULES",
+    "comment",
+    "cron",
+    "email",
+    "matching",
+    "not_blank",
+    "password",
+    "printable_name",
+    "realname",
+    "url",
+    "username",
+]
 
 
-def password(**extra: Any) -> Any:
-    """Harbor's policy (:func:`portside.auth.passwords.password_problem`)."""
-    return Field(
-        ...,
-        description=PASSWORD_POLICY[0].upper() + PASSWORD_POLICY[1:] + ".",
-        json_schema_extra={
-            "minLength": MIN_PASSWORD_LENGTH,
-            "maxLength": MAX_PASSWORD_LENGTH,
-            "allOf": [{"pattern": "[A-Z]"}, {"pattern": "[a-z]"}, {"pattern": "[0-9]"}],
-            **extra,
-        },
-    )
+# Harbor's policy (:func:`portside.auth.passwords.password_problem`); robot secrets follow it too.
+PASSWORD_RULES: dict[str, Any] = {
+    "description": PASSWORD_POLICY[0].upper() + PASSWORD_POLICY[1:] + ".",
+    "minLength": MIN_PASSWORD_LENGTH,
+    "maxLength": MAX_PASSWORD_LENGTH,
+    "allOf": [{"pattern": "[A-Z]"}, {"pattern": "[a-z]"}, {"pattern": "[0-9]"}],
+}
+
+
+def password() -> Any:
+    return Field(..., json_schema_extra=PASSWORD_RULES)
 
 
 _NAME_ILLEGAL = re.escape(ILLEGAL_USERNAME_CHARS).replace("/", "\\/") + r"\x00-\x1f\x7f"
@@ -116,7 +129,7 @@ CUSTOM_NEEDS_CRON: dict[str, Any] = {
 def url() -> Any:
     """An http(s) URL with a host and without white space, as the scanner registration checks
     it (and as the adapter must be reached)."""
-    pattern = r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$"
+    pattern = r"^https?://[^\s/?#@\x00-\x1f\x7f]+(?:[/?#][^\s\x00-\x1f\x7f]*)?$"
     return Field(..., min_length=1, max_length=1024, json_schema_extra={"pattern": pattern})
 
 

@@ -53,6 +53,7 @@ class QuotaUpdateReq(BaseModel):
     hard: dict[str, StrictInt] = Field(
         json_schema_extra={
             "propertyNames": {"const": STORAGE},
+            "required": [STORAGE],
             # UNLIMITED (-1), or a byte count: see _hard_storage.
             "additionalProperties": {
                 "type": "integer",

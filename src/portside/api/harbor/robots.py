@@ -116,7 +116,9 @@ class RobotCreateBody(BaseModel):
     level: str = Field(max_length=16, json_schema_extra={"enum": ["system", "project"]})
     disable: bool = False
     duration: int | None = Field(
-        None, description="Days; -1 never expires; 0 or absent: the default (30 days)."
+        None,
+        description="Days; -1 never expires; 0 or absent: the default (30 days).",
+        json_schema_extra={"minimum": NEVER, "maximum": MAX_DURATION_DAYS},
     )
     permissions: list[PermissionBody] | None = Field(None, max_length=MAX_BLOCKS)
 
@@ -148,7 +150,7 @@ class RobotUpdateBody(BaseModel):
 class RobotSecBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    secret: str | None = Field(None, max_length=128)
+    secret: str | None = Field(None, max_length=128, json_schema_extra=documented.PASSWORD_RULES)
 
 
 # -- responses (Harbor's Robot, RobotCreated, RobotSec) --------------------------------------
