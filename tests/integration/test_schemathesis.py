@@ -81,6 +81,7 @@ _STATEFUL_REFUSALS = (
     "project_id is required for a project label",  # with scope p
     "name exactly one of member_user",  # member_user or member_group
     "no scan of this artifact is queued or running",
+    "cannot update the level or name of robot",  # they must stay as they are
     # JSON Schema cannot tell 2 from 2.0; the server, like Harbor, takes only the former.
     "Input should be a valid integer",
 )

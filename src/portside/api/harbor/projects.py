@@ -104,7 +104,14 @@ class ProjectReq(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project_name: StrictStr | None = Field(None, description="The name of the project.")
+    project_name: StrictStr | None = Field(
+        None,
+        description="The name of the project.",
+        json_schema_extra={
+            "maxLength": MAX_PROJECT_NAME,
+            "pattern": f"^(?:{PROJECT_NAME.pattern})$",
+        },
+    )
     public: StrictBool | None = Field(
         None, description="Deprecated: use metadata.public. Kept for old replication clients."
     )

@@ -99,7 +99,7 @@ class AccessBody(BaseModel):
 class PermissionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(max_length=16)
+    kind: str = Field(max_length=16, json_schema_extra={"enum": ["project"]})
     namespace: str = Field(max_length=MAX_NAME)
     access: list[AccessBody] | None = Field(None, max_length=MAX_ACCESS)
 
@@ -135,7 +135,9 @@ class RobotUpdateBody(BaseModel):
     description: str | None = Field(None, max_length=1024)
     secret: str | None = Field(None, max_length=128)
     level: str | None = Field(None, max_length=16)
-    duration: int | None = None
+    duration: int | None = Field(
+        None, json_schema_extra={"minimum": NEVER, "maximum": MAX_DURATION_DAYS}
+    )
     editable: bool | None = None
     disable: bool = False
     expires_at: int | None = None
