@@ -90,6 +90,7 @@ _STATEFUL_REFUSALS = (
 _NOT_YET_DOCUMENTED = (
     "unsupported scope",  # /users/current/permissions?scope=, declared in system.py
     "bad request empty permission",  # robot permissions: required and not empty
+    "bad request empty access",  # a permission block's access: required and not empty
     "must not contain control characters",  # scanner fields: str.isprintable
     "control characters or too long",  # project name filters: text_filter's 255
     "from is required",  # the artifact copy's ?from=: required, <project>/<repository>:<tag>

@@ -15,6 +15,7 @@ once: the robot and policy caches are dropped, and tokens carry the secret versi
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -100,8 +101,13 @@ class PermissionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: str = Field(max_length=16, json_schema_extra={"enum": ["project"]})
-    namespace: str = Field(max_length=MAX_NAME)
-    access: list[AccessBody] | None = Field(None, max_length=MAX_ACCESS)
+    namespace: str = Field(
+        max_length=MAX_NAME,
+        json_schema_extra={"pattern": f"^(?:{re.escape(ALL_PROJECTS)}|{PROJECT_NAME.pattern})$"},
+    )
+    access: list[AccessBody] | None = Field(
+        None, max_length=MAX_ACCESS, json_schema_extra={"minItems": 1}
+    )
 
 
 class RobotCreateBody(BaseModel):
@@ -135,8 +141,9 @@ class RobotUpdateBody(BaseModel):
     description: str | None = Field(None, max_length=1024)
     secret: str | None = Field(None, max_length=128)
     level: str | None = Field(None, max_length=16)
-    duration: int | None = Field(
-        None, json_schema_extra={"minimum": NEVER, "maximum": MAX_DURATION_DAYS}
+    duration: int | None = Field(  # on update, 0 means nothing: -1 or a number of days
+        None,
+        json_schema_extra={"minimum": NEVER, "maximum": MAX_DURATION_DAYS, "not": {"const": 0}},
     )
     editable: bool | None = None
     disable: bool = False
