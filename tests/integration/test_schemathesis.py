@@ -99,6 +99,7 @@ _NOT_YET_DOCUMENTED = (
     "project_name is required",  # on creation only (ProjectReq serves updates too)
     "unknown metadata",  # project metadata: the names allowed
     "no metadata given",
+    "proxy cache projects are not supported",  # registry_id must be null
     "invalid tag name",  # oci.names' tag pattern
     "Input should be less than or equal to",  # project storage_limit vs its quota ceiling
     "projects: name at least one project to export from",

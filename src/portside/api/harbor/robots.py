@@ -94,7 +94,9 @@ class AccessBody(BaseModel):
 
     resource: str = Field(max_length=64)
     action: str = Field(max_length=64)
-    effect: str | None = Field(None, max_length=16)
+    effect: str | None = Field(  # empty means allow
+        None, max_length=16, json_schema_extra={"enum": ["", *sorted(_EFFECTS), None]}
+    )
 
 
 class PermissionBody(BaseModel):
