@@ -91,6 +91,7 @@ _NOT_YET_DOCUMENTED = (
     "unsupported scope",  # /users/current/permissions?scope=, declared in system.py
     "bad request empty permission",  # robot permissions: required and not empty
     "bad request empty access",  # a permission block's access: required and not empty
+    "bad request permission: ",  # an access's resource:action pair, from the policy's list
     "must not contain control characters",  # scanner fields: str.isprintable
     "control characters or too long",  # project name filters: text_filter's 255
     "from is required",  # the artifact copy's ?from=: required, <project>/<repository>:<tag>
