@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "SAFE_TEXT_PATTERN",
     "UNSAFE_BYTES",
     "UNSAFE_URLENCODED",
     "has_control_characters",
@@ -31,6 +32,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # bodies) raw or percent-escaped. UTF-8 cannot encode a surrogate: decoding refuses or replaces it.
 UNSAFE_BYTES = re.compile(f"[{_CONTROLS}]".encode())
 UNSAFE_URLENCODED = re.compile(f"[{_CONTROLS}]|%(?:0[0-8bcef]|1[0-9a-f]|7f)".encode(), re.I)
+# The rule as a JSON Schema pattern, for API documents. It leaves surrogates out: no client can
+# send one (UTF-8 cannot encode it), and JSON tools choke on one in a document.
+SAFE_TEXT_PATTERN = "^[^" + _CONTROLS.encode("unicode_escape").decode() + "]*$"
 
 
 def unsafe_text(value: str) -> bool:

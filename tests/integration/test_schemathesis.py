@@ -1,9 +1,11 @@
 """Fuzz ``/api/v2.0`` with schemathesis against Portside's own OpenAPI document.
 
 A 5xx answer, a status code the document does not declare, a missing or undeclared content
-type, or a body that does not match the declared schema is a bug (of the route or of the
-document). The run is bounded so it fits in CI: a fixed seed, a few examples per operation, a
-per-request timeout, and a deadline.
+type, a body that does not match the declared schema, or a request the document calls valid
+that the server refuses (but for refusals that depend on state, see :data:`_STATEFUL_REFUSALS`)
+is a bug (of the route or of the document). That every 405 names every method of its path is
+checked over all paths by ``test_openapi.py``. The run is bounded so it fits in CI: a fixed
+seed, a few examples per operation, a per-request timeout, and a deadline.
 
 The fuzzing deletes and rewrites whatever it finds (users, projects, quotas ...), so it runs
 against a dedicated server, never the shared ``registry``, on each backend the ``registry``
@@ -29,8 +31,10 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, Config, GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -60,11 +64,66 @@ LIMITS = {
     "postgres-s3": Limits(max_examples=6, budget_seconds=150.0),
 }
 SEED = 4_2024
+# Refusals of requests the document calls valid that no schema can rule out, because they
+# depend on the server's state or on several fields together; each is a 400 in its own words.
+_STATEFUL_REFUSALS = (
+    "retention_days is only supported when creating a proxy cache project",
+    "project_id is required to list project labels",  # with scope=p
+    "must with project ID when to query project robots",  # with q=Level=project
+    "old_password is required to change your own password",
+    "the new password is the same as the old one",
+    "make another scanner the default instead",
+    "cannot reach the adapter",  # a registration pointing nowhere
+    "in this registry",  # importing advisories from an artifact that is not there
+    "the project contains repositories, can not be deleted",
+    "this artifact has no SBOM",
+    "the body must hold exactly the metadata",  # the one named in the path
+    "project_id is required for a project label",  # with scope p
+    "name exactly one of member_user",  # member_user or member_group
+    "no scan of this artifact is queued or running",
+    "cannot update the level or name of robot",  # they must stay as they are
+    # JSON Schema cannot tell 2 from 2.0; the server, like Harbor, takes only the former.
+    "Input should be a valid integer",
+)
+# Refusals the document does not state yet (issue 13, section 5): each is a gap to close by
+# declaring the rule, then to delete here. Anything not listed fails the run.
+_NOT_YET_DOCUMENTED = (
+    "unsupported scope",  # /users/current/permissions?scope=, declared in system.py
+    "bad request empty permission",  # robot permissions: required and not empty
+    "bad request empty access",  # a permission block's access: required and not empty
+    "bad request permission: ",  # an access's resource:action pair, from the policy's list
+    "must not contain control characters",  # scanner fields: str.isprintable
+    "control characters or too long",  # project name filters: text_filter's 255
+    "from is required",  # the artifact copy's ?from=: required, <project>/<repository>:<tag>
+    "from must look like",
+    "is not a valid repository and tag",
+    "project_name is required",  # on creation only (ProjectReq serves updates too)
+    "unknown metadata",  # project metadata: the names allowed
+    "no metadata given",
+    "proxy cache projects are not supported",  # registry_id must be null
+    "invalid tag name",  # oci.names' tag pattern
+    "Input should be less than or equal to",  # project storage_limit vs its quota ceiling
+    "projects: name at least one project to export from",
+    "hard.storage must be",
+)
+
+
+@schemathesis.check
+def positive_data_accepted(ctx: Any, response: Response, case: Case) -> bool | None:
+    """:func:`positive_data_acceptance`, but for the refusals listed above."""
+    if 400 <= response.status_code < 500 and any(
+        refusal in response.text for refusal in _STATEFUL_REFUSALS + _NOT_YET_DOCUMENTED
+    ):
+        return None
+    return positive_data_acceptance(ctx, response, case)  # type: ignore[no-any-return]
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    positive_data_accepted,
 ]
 # Changing these would make the rest of the run meaningless: read-only mode refuses every write,
 # another auth mode or a new admin password locks the fuzzer out.

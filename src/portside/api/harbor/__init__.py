@@ -35,6 +35,8 @@ from portside.api.harbor import (
 )
 from portside.api.harbor.access import gate
 from portside.api.harbor.errors import document_errors, exception_handlers
+from portside.api.harbor.methods import AllowedMethods
+from portside.api.harbor.openapi import document_text_rule
 from portside.api.harbor.session_auth import CsrfTokenHeader
 from portside.api.services import Services
 
@@ -63,6 +65,7 @@ def create_management_app(services: Services) -> FastAPI:
     for module in (scans, scanners, scan_all, vulndb, cve_export):
         app.include_router(module.router)
     document_errors(app)  # one shared declaration of Harbor's error responses for every route
+    document_text_rule(app)  # the request boundary's rule for all text
 
     @app.middleware("http")
     async def request_id(
@@ -75,5 +78,6 @@ def create_management_app(services: Services) -> FastAPI:
         return response
 
     app.add_middleware(CsrfTokenHeader)
+    app.add_middleware(AllowedMethods, document=lambda: app.openapi())
     app.state.services = services
     return app

@@ -26,7 +26,16 @@ from sqlalchemy import Connection, delete, select
 from portside.api.harbor.access import MAX_ID, Caller, record_change, require_project, services_of
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.labels import LabelOut
-from portside.api.harbor.listing import Page, parse_query, parse_sort, set_page_headers
+from portside.api.harbor.listing import (
+    ID,
+    Key,
+    Page,
+    parse_query,
+    parse_sort,
+    q_query,
+    set_page_headers,
+    sort_query,
+)
 from portside.api.harbor.repositories import full_name
 from portside.api.harbor.scan_results import scan_overviews, vulnerability_reports
 from portside.audit.log import iso8601
@@ -70,8 +79,22 @@ NEVER = "0001-01-01T00:00:00.000Z"  # Harbor's zero time: never pulled
 HELM_ADDITIONS = ("values.yaml", "readme.md", "dependencies")
 
 Flag = Annotated[bool, Query()]
-Q = Annotated[str | None, Query(max_length=2048)]
-Sort = Annotated[str | None, Query(max_length=256)]
+_EXACT = ("exact",)
+ArtifactQ = Annotated[
+    str | None,
+    q_query(
+        {
+            "tags": Key(),
+            "labels": Key(ID, ("exact", "all", "any")),
+            "digest": Key(),
+            "media_type": Key(),
+            "type": Key(forms=_EXACT),
+        }
+    ),
+]
+TagQ = Annotated[str | None, q_query({"name": Key()})]
+AccessoryQ = Annotated[str | None, q_query({"type": Key(forms=_EXACT)})]
+ArtifactSort = Annotated[str | None, sort_query(ARTIFACT_SORT)]
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000)]
 PageSize = Annotated[int, Query(ge=1, le=100)]
 
@@ -439,8 +462,8 @@ async def list_artifacts_route(
     project_name: str,
     repository_name: str,
     flags: Flags,
-    q: Q = None,
-    sort: Sort = None,
+    q: ArtifactQ = None,
+    sort: ArtifactSort = None,
     page: PageNumber = 1,
     page_size: PageSize = 10,
 ) -> list[dict[str, Any]]:
@@ -575,6 +598,11 @@ _TAG_SORT: dict[str, Callable[[TagRow], Any]] = {
 }
 
 
+TagSort = Annotated[str | None, sort_query(_TAG_SORT)]
+_ACCESSORY_SORT = ("creation_time", "id")
+AccessorySort = Annotated[str | None, sort_query(_ACCESSORY_SORT)]
+
+
 @router.get(f"{_ARTIFACT}/tags", response_model=list[TagOut], summary="List an artifact's tags.")
 async def list_tags(
     request: Request,
@@ -585,8 +613,8 @@ async def list_tags(
     reference: str,
     page: PageNumber = 1,
     page_size: PageSize = 10,
-    q: Q = None,
-    sort: Sort = None,
+    q: TagQ = None,
+    sort: TagSort = None,
     with_signature: Flag = False,
     with_immutable_status: Flag = False,
 ) -> list[dict[str, Any]]:
@@ -685,8 +713,8 @@ async def list_accessories(
     reference: str,
     page: PageNumber = 1,
     page_size: PageSize = 10,
-    q: Q = None,
-    sort: Sort = None,
+    q: AccessoryQ = None,
+    sort: AccessorySort = None,
 ) -> list[dict[str, Any]]:
     _, name, repository_id, artifact = await _target(
         request,
@@ -697,7 +725,7 @@ async def list_accessories(
         Permission("accessory", "list"),
     )
     terms = parse_query(q, {"type"})
-    parse_sort(sort, {"creation_time", "id"})
+    parse_sort(sort, set(_ACCESSORY_SORT))
     details = await services_of(request).db.read(
         lambda c: artifact_details(c, repository_id, [artifact], Includes(accessories=True))
     )

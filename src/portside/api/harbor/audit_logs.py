@@ -17,20 +17,24 @@ import datetime as dt
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Connection, UnaryExpression, func, select
 
 from portside.api.harbor.access import Caller, require_authenticated, require_project
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import (
+    TIME,
     Converter,
+    Key,
     Page,
     PageParams,
     parse_query,
     parse_sort,
     parse_time,
+    q_query,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.api.services import Services
@@ -179,15 +183,18 @@ async def _projects_with_log_list(request: Request, principal: Principal) -> lis
 
 Q = Annotated[
     str | None,
-    Query(
-        max_length=2048,
+    q_query(
+        {
+            key: Key(TIME, ("exact", "range")) if convert is _time else Key()
+            for key, (_, convert) in _COLUMNS.items()
+        },
         description="Filter: username, operation, resource, resource_type, result, client_ip "
         "(k=v exact, k=~v substring, k=(a b) any of) and op_time (exact or [from~to]).",
     ),
 ]
 Sort = Annotated[
     str | None,
-    Query(max_length=256, description="e.g. sort=-op_time (the default) or sort=username,id"),
+    sort_query(_SORTABLE, description="e.g. sort=-op_time (the default) or sort=username,id"),
 ]
 
 

@@ -49,7 +49,12 @@ class ScanDataExportRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     job_name: Annotated[StrictStr, Field(max_length=255)] | None = None
-    projects: Annotated[list[PositiveId], Field(max_length=MAX_PROJECTS)] | None = None
+    projects: (
+        Annotated[
+            list[PositiveId], Field(max_length=MAX_PROJECTS, json_schema_extra={"minItems": 1})
+        ]
+        | None
+    ) = None
     labels: Annotated[list[PositiveId], Field(max_length=100)] | None = None
     repositories: Pattern | None = None
     cve_ids: Annotated[Pattern | None, Field(alias="cveIds")] = None
@@ -132,7 +137,12 @@ async def export_scan_data(
     principal: Caller,
     body: ScanDataExportRequest,
     x_scan_data_type: Annotated[
-        str, Header(alias="X-Scan-Data-Type", description="The type of scan data to export")
+        str,
+        Header(
+            alias="X-Scan-Data-Type",
+            description="The type of scan data to export",
+            json_schema_extra={"enum": [VULNERABILITY_REPORT]},
+        ),
     ],
 ) -> ScanDataExportJob:
     if x_scan_data_type != VULNERABILITY_REPORT:
@@ -216,7 +226,13 @@ async def download(
     principal: Caller,
     execution_id: ExecutionId,
     file_format: Annotated[
-        str, Query(alias="format", max_length=16, description="Only CSV is supported.")
+        str,
+        Query(
+            alias="format",
+            max_length=16,
+            description="Only CSV is supported.",
+            json_schema_extra={"pattern": "^[cC][sS][vV]$"},
+        ),
     ] = "csv",
 ) -> StreamingResponse:
     if file_format.lower() != "csv":

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from portside.api.harbor import documented
 from portside.api.harbor.access import (
     MAX_ID,
     Caller,
@@ -31,18 +32,31 @@ from portside.api.harbor.access import (
 )
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import (
+    ID,
+    NOT_FUZZY,
+    TIME,
+    Key,
     Paging,
     parse_query,
     parse_sort,
     parse_time,
+    q_query,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.auth.rbac import Permission
 from portside.db.tables import labels
-from portside.projects.labels import Label, LabelConflict, LabelScope, label_problem
+from portside.projects.labels import (
+    MAX_DESCRIPTION_LENGTH,
+    Label,
+    LabelConflict,
+    LabelScope,
+    label_problem,
+)
+from portside.projects.labels import MAX_NAME_LENGTH as MAX_LABEL_NAME
 from portside.projects.projects import Project
 from portside.text import has_control_characters
 
@@ -81,9 +95,14 @@ class LabelBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(max_length=4096)
-    description: str | None = Field(default=None, max_length=4096)
-    color: str | None = Field(default=None, max_length=64)
+    name: str = documented.printable_name(MAX_LABEL_NAME)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
+    color: str | None = Field(
+        default=None,
+        max_length=64,
+        # label_problem's rule: empty, or a CSS hex colour (3, 4, 6 or 8 digits).
+        json_schema_extra={"pattern": "^(?:#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8}))?$"},
+    )
     scope: Literal["g", "p"] | None = None
     project_id: int | None = Field(default=None, ge=0, le=MAX_ID)
     id: int | None = None
@@ -194,8 +213,18 @@ async def list_labels(
     response: Response,
     principal: Caller,
     page: Paging,
-    q: Annotated[str | None, Query(max_length=2048)] = None,
-    sort: Annotated[str | None, Query(max_length=512)] = None,
+    q: Annotated[
+        str | None,
+        q_query(
+            {
+                "name": Key(),
+                "id": Key(ID, NOT_FUZZY),
+                "creation_time": Key(TIME, NOT_FUZZY),
+                "update_time": Key(TIME, NOT_FUZZY),
+            }
+        ),
+    ] = None,
+    sort: Annotated[str | None, sort_query(_SORT_COLUMNS, max_length=512)] = None,
     name: Annotated[str | None, Query(max_length=128)] = None,
     scope: Annotated[Literal["g", "p"] | None, Query()] = None,
     project_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -24,6 +25,11 @@ from sqlalchemy import ColumnElement
 from portside.api.harbor.errors import HarborError
 
 __all__ = [
+    "ID",
+    "NOT_FUZZY",
+    "TEXT",
+    "TIME",
+    "Key",
     "Page",
     "PageParams",
     "Paging",
@@ -31,7 +37,9 @@ __all__ = [
     "parse_query",
     "parse_sort",
     "parse_time",
+    "q_query",
     "set_page_headers",
+    "sort_query",
     "where_clauses",
 ]
 
@@ -99,6 +107,51 @@ def _split_terms(q: str) -> list[str]:
     return [t for t in terms if t.strip()]
 
 
+# What one value of a ``q`` term may be, as the document states it: text without the
+# characters the grammar gives a meaning (``,`` ``~`` ``=`` brackets, white space), a positive id,
+# or a timestamp :func:`parse_time` reads.
+TEXT = r"[^,\s\[\]{}()~=]+"
+ID = "[1-9][0-9]{0,8}"
+TIME = (
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z?)?"
+)
+_FORMS = ("exact", "fuzzy", "range", "all", "any")
+# Numbers and times are compared, not searched as text.
+NOT_FUZZY = ("exact", "range", "all", "any")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One ``q`` key as the document states it: its values and the forms it takes."""
+
+    value: str = TEXT
+    forms: tuple[str, ...] = _FORMS
+
+
+def q_query(keys: dict[str, Key], description: str | None = None) -> Any:
+    """The ``q`` parameter over ``keys``. The document states the grammar as a pattern; the
+    handler (:func:`parse_query` and the key's conversion) enforces it, in its own words."""
+    terms = []
+    for name, key in sorted(keys.items()):
+        v = key.value
+        spelled = {
+            "exact": f"(?:{v})",
+            "fuzzy": f"~(?:{v})",
+            "range": f"\\[(?:{v})?~(?:{v})?\\]",
+            "all": f"\\{{(?:{v})(?: (?:{v}))*\\}}",
+            "any": f"\\((?:{v})(?: (?:{v}))*\\)",
+        }
+        forms = "|".join(spelled[form] for form in key.forms)
+        terms.append(f"{re.escape(name)}=(?:{forms})")
+    term = "(?:" + "|".join(terms) + ")"
+    return Query(
+        max_length=2048,
+        description=description or f"Filter by {', '.join(sorted(keys))}: k=v, k=~v, ...",
+        json_schema_extra={"pattern": f"^(?:{term}(?:,{term})*)?$"},
+    )
+
+
 def parse_query(q: str | None, allowed: set[str]) -> dict[str, Term]:
     """Parse ``q``; keys outside ``allowed`` are a 400, as is malformed syntax."""
     if not q:
@@ -132,6 +185,20 @@ def _term(key: str, value: str) -> Term:
     if value.startswith("(") and value.endswith(")"):
         return Term(key, "any", tuple(value[1:-1].split()))
     return Term(key, "exact", (value,))
+
+
+def sort_query(
+    allowed: Iterable[str], max_length: int = 256, description: str | None = None
+) -> Any:
+    """The ``sort`` parameter over ``allowed`` fields. The document states the grammar as a
+    pattern made from the same fields :func:`parse_sort` accepts; :func:`parse_sort` enforces
+    it, so a refusal names the fields allowed."""
+    field = "-?(?:" + "|".join(re.escape(name) for name in sorted(allowed)) + ")"
+    return Query(
+        max_length=max_length,
+        description=description or "Comma-separated fields, each ascending or -descending.",
+        json_schema_extra={"pattern": f"^(?:{field}(?:,{field})*)?$"},
+    )
 
 
 def parse_sort(sort: str | None, allowed: set[str]) -> list[tuple[str, bool]]:

@@ -35,12 +35,17 @@ from portside.api.harbor.access import (
 )
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import (
+    ID,
+    NOT_FUZZY,
+    Key,
     Page,
     PageParams,
     Term,
     parse_query,
     parse_sort,
+    q_query,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.api.harbor.scan_all import AllowlistIn, allowlist_out, parse_allowlist
@@ -99,7 +104,14 @@ class ProjectReq(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project_name: StrictStr | None = Field(None, description="The name of the project.")
+    project_name: StrictStr | None = Field(
+        None,
+        description="The name of the project.",
+        json_schema_extra={
+            "maxLength": MAX_PROJECT_NAME,
+            "pattern": f"^(?:{PROJECT_NAME.pattern})$",
+        },
+    )
     public: StrictBool | None = Field(
         None, description="Deprecated: use metadata.public. Kept for old replication clients."
     )
@@ -414,8 +426,18 @@ async def list_projects(
     response: Response,
     principal: Caller,
     page: Annotated[Page, Depends(PageParams)],
-    q: Annotated[str | None, Query()] = None,
-    sort: Annotated[str | None, Query()] = None,
+    q: Annotated[
+        str | None,
+        q_query(
+            {
+                "name": Key(),
+                "public": Key("true|false", ("exact",)),
+                "owner": Key(forms=("exact",)),
+                "project_id": Key(ID, NOT_FUZZY),
+            }
+        ),
+    ] = None,
+    sort: Annotated[str | None, sort_query(SORTABLE)] = None,
     name: Annotated[str | None, Query(description="Fuzzy match on the name.")] = None,
     public: Annotated[bool | None, Query()] = None,
     owner: Annotated[str | None, Query(description="The owner's username.")] = None,

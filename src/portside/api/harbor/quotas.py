@@ -18,11 +18,11 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from portside.api.harbor.access import MAX_ID, Caller, record_change, require_admin, services_of
 from portside.api.harbor.errors import HarborError
-from portside.api.harbor.listing import Paging, parse_sort, set_page_headers
+from portside.api.harbor.listing import Paging, parse_sort, set_page_headers, sort_query
 from portside.audit.log import iso8601
 from portside.auth.access import Principal
 from portside.projects.quotas import MAX_HARD_BYTES, UNLIMITED, QuotaRecord, SortKey
@@ -50,7 +50,18 @@ class QuotaUpdateReq(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    hard: dict[str, StrictInt]
+    hard: dict[str, StrictInt] = Field(
+        json_schema_extra={
+            "propertyNames": {"const": STORAGE},
+            "required": [STORAGE],
+            # UNLIMITED (-1), or a byte count: see _hard_storage.
+            "additionalProperties": {
+                "type": "integer",
+                "minimum": UNLIMITED,
+                "maximum": MAX_HARD_BYTES,
+            },
+        }
+    )
 
 
 class Quota(BaseModel):
@@ -112,7 +123,7 @@ async def list_quotas(
     paging: Paging,
     reference: Annotated[str | None, Query(max_length=64)] = None,
     reference_id: Annotated[str | None, Query(max_length=64)] = None,
-    sort: Annotated[str | None, Query(max_length=256)] = None,
+    sort: Annotated[str | None, sort_query(_SORT_KEYS)] = None,
 ) -> list[Quota]:
     order = cast(list[tuple[SortKey, bool]], parse_sort(sort, _SORT_KEYS))
     project_id = _reference_id(reference_id)

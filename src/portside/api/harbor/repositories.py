@@ -21,13 +21,18 @@ from sqlalchemy import ColumnElement, update
 
 from portside.api.harbor.access import Caller, record_change, require_project, services_of
 from portside.api.harbor.errors import HarborError
-from portside.api.harbor.listing import Page as _Page
 from portside.api.harbor.listing import (
+    ID,
+    NOT_FUZZY,
+    Key,
     parse_query,
     parse_sort,
+    q_query,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
+from portside.api.harbor.listing import Page as _Page
 from portside.audit.log import iso8601
 from portside.auth.rbac import Permission
 from portside.db.queries import now
@@ -142,8 +147,8 @@ async def _list(
     return [repository_out(row) for row in rows]
 
 
-Sort = Annotated[str | None, Query(max_length=256)]
-Q = Annotated[str | None, Query(max_length=2048)]
+Sort = Annotated[str | None, sort_query(REPOSITORY_SORT)]
+Q = Annotated[str | None, q_query({"name": Key(), "project_id": Key(ID, NOT_FUZZY)})]
 
 
 @router.get(_REPOS, response_model=list[RepositoryOut], summary="List a project's repositories.")

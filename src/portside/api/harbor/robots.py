@@ -15,13 +15,15 @@ once: the robot and policy caches are dropped, and tokens carry the secret versi
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement
 
+from portside.api.harbor import documented
 from portside.api.harbor.access import (
     MAX_ID,
     Caller,
@@ -33,11 +35,15 @@ from portside.api.harbor.access import (
 )
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import (
+    ID,
+    Key,
     Page,
     PageParams,
     parse_query,
     parse_sort,
+    q_query,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.api.services import Services
@@ -88,15 +94,22 @@ class AccessBody(BaseModel):
 
     resource: str = Field(max_length=64)
     action: str = Field(max_length=64)
-    effect: str | None = Field(None, max_length=16)
+    effect: str | None = Field(  # empty means allow
+        None, max_length=16, json_schema_extra={"enum": ["", *sorted(_EFFECTS), None]}
+    )
 
 
 class PermissionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(max_length=16)
-    namespace: str = Field(max_length=MAX_NAME)
-    access: list[AccessBody] | None = Field(None, max_length=MAX_ACCESS)
+    kind: str = Field(max_length=16, json_schema_extra={"enum": ["project"]})
+    namespace: str = Field(
+        max_length=MAX_NAME,
+        json_schema_extra={"pattern": f"^(?:{re.escape(ALL_PROJECTS)}|{PROJECT_NAME.pattern})$"},
+    )
+    access: list[AccessBody] | None = Field(
+        None, max_length=MAX_ACCESS, json_schema_extra={"minItems": 1}
+    )
 
 
 class RobotCreateBody(BaseModel):
@@ -105,13 +118,15 @@ class RobotCreateBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=MAX_NAME)
+    name: str = documented.matching(ROBOT_NAME, MAX_NAME)
     description: str | None = Field(None, max_length=1024)
     secret: str | None = Field(None, max_length=128)
-    level: str = Field(max_length=16)
+    level: str = Field(max_length=16, json_schema_extra={"enum": ["system", "project"]})
     disable: bool = False
     duration: int | None = Field(
-        None, description="Days; -1 never expires; 0 or absent: the default (30 days)."
+        None,
+        description="Days; -1 never expires; 0 or absent: the default (30 days).",
+        json_schema_extra={"minimum": NEVER, "maximum": MAX_DURATION_DAYS},
     )
     permissions: list[PermissionBody] | None = Field(None, max_length=MAX_BLOCKS)
 
@@ -128,7 +143,10 @@ class RobotUpdateBody(BaseModel):
     description: str | None = Field(None, max_length=1024)
     secret: str | None = Field(None, max_length=128)
     level: str | None = Field(None, max_length=16)
-    duration: int | None = None
+    duration: int | None = Field(  # on update, 0 means nothing: -1 or a number of days
+        None,
+        json_schema_extra={"minimum": NEVER, "maximum": MAX_DURATION_DAYS, "not": {"const": 0}},
+    )
     editable: bool | None = None
     disable: bool = False
     expires_at: int | None = None
@@ -143,7 +161,7 @@ class RobotUpdateBody(BaseModel):
 class RobotSecBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    secret: str | None = Field(None, max_length=128)
+    secret: str | None = Field(None, max_length=128, json_schema_extra=documented.PASSWORD_RULES)
 
 
 # -- responses (Harbor's Robot, RobotCreated, RobotSec) --------------------------------------
@@ -471,8 +489,17 @@ async def list_robots(
     response: Response,
     principal: Caller,
     page: Annotated[Page, Depends(PageParams)],
-    q: Annotated[str | None, Query(max_length=2048)] = None,
-    sort: Annotated[str | None, Query(max_length=256)] = None,
+    q: Annotated[
+        str | None,
+        q_query(
+            {
+                "Level": Key("system|project", ("exact",)),
+                "ProjectID": Key(ID, ("exact",)),
+                "name": Key(),
+            }
+        ),
+    ] = None,
+    sort: Annotated[str | None, sort_query(_SORT_COLUMNS)] = None,
 ) -> list[RobotOut]:
     require_authenticated(request, principal)
     services = services_of(request)

@@ -7,11 +7,12 @@ to see it).
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from portside.api.harbor import documented
 from portside.api.harbor.access import (
     Caller,
     record_change,
@@ -22,6 +23,7 @@ from portside.api.harbor.access import (
 from portside.api.harbor.errors import HarborError
 from portside.audit.log import iso8601
 from portside.db.queries import now
+from portside.scanner.allowlists import _CVE_ID as CVE_ID
 from portside.scanner.allowlists import MAX_ITEMS, SYSTEM, Allowlist, cve_problem
 from portside.scanner.scan_all import SCHEDULE_TYPES, Schedule, cron_problem
 
@@ -33,9 +35,9 @@ ScheduleType = Literal["None", "Hourly", "Daily", "Weekly", "Custom", "Manual"]
 
 
 class ScheduleObj(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=documented.CUSTOM_NEEDS_CRON)
     type: ScheduleType
-    cron: Annotated[str, Field(max_length=128)] = ""
+    cron: str = documented.cron()
 
 
 class ScheduleIn(BaseModel):
@@ -47,7 +49,7 @@ class ScheduleIn(BaseModel):
 
 class AllowlistItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    cve_id: StrictStr
+    cve_id: StrictStr = Field(json_schema_extra={"pattern": f"^(?:{CVE_ID.pattern})$"})
 
 
 class AllowlistIn(BaseModel):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from portside.api.harbor import documented
 from portside.api.harbor.access import (
     Caller,
     record_change,
@@ -22,7 +23,7 @@ from portside.api.harbor.access import (
     services_of,
 )
 from portside.api.harbor.errors import HarborError
-from portside.api.harbor.listing import Paging, Term, parse_query, set_page_headers
+from portside.api.harbor.listing import Key, Paging, Term, parse_query, q_query, set_page_headers
 from portside.audit.log import iso8601
 from portside.auth.rbac import Permission
 from portside.db.queries import now
@@ -47,7 +48,7 @@ class RegistrationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str = Field(min_length=1, max_length=255)
     description: str = Field("", max_length=1024)
-    url: str = Field(min_length=1, max_length=1024)
+    url: str = documented.url()
     auth: AuthType = ""
     access_credential: str = Field("", max_length=1024)
     skip_cert_verify: StrictBool = Field(False, alias="skip_certVerify")
@@ -60,7 +61,7 @@ class PingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=255)
-    url: str = Field(min_length=1, max_length=1024)
+    url: str = documented.url()
     auth: AuthType = ""
     access_credential: str = Field("", max_length=1024)
 
@@ -178,7 +179,7 @@ async def list_scanners(
     response: Response,
     principal: Caller,
     page: Paging,
-    q: Annotated[str | None, Query(max_length=2048)] = None,
+    q: Annotated[str | None, q_query({"name": Key(), "description": Key(), "url": Key()})] = None,
 ) -> list[dict[str, Any]]:
     require_admin(request, principal, "list scanners")
     terms = parse_query(q, {"name", "description", "url"})

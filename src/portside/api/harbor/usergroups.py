@@ -17,8 +17,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from portside.api.harbor import documented
 from portside.api.harbor.access import (
     MAX_ID,
     Caller,
@@ -33,6 +34,7 @@ from portside.auth.access import Principal
 from portside.auth.groups import (
     GROUP_TYPE_HTTP,
     MAX_GROUP_DN,
+    MAX_GROUP_NAME,
     GroupConflict,
     NoSuchAccount,
     UserGroup,
@@ -56,8 +58,8 @@ class UserGroupReq(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     id: int | None = None
-    group_name: str
-    group_type: int | None = None
+    group_name: str = documented.not_blank(MAX_GROUP_NAME)
+    group_type: int | None = Field(None, json_schema_extra={"enum": [GROUP_TYPE_HTTP, None]})
     ldap_group_dn: str | None = None
 
 

@@ -20,6 +20,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from portside.api.harbor import documented
 from portside.api.harbor.access import (
     MAX_ID,
     Caller,
@@ -30,10 +31,15 @@ from portside.api.harbor.access import (
 )
 from portside.api.harbor.errors import HarborError
 from portside.api.harbor.listing import (
+    ID,
+    NOT_FUZZY,
+    Key,
     Paging,
     parse_query,
     parse_sort,
+    q_query,
     set_page_headers,
+    sort_query,
     where_clauses,
 )
 from portside.api.security import login
@@ -74,23 +80,23 @@ class _Body(BaseModel):
 
 
 class UserCreationReq(_Body):
-    username: str
-    password: str
-    email: str
-    realname: str | None = None
-    comment: str | None = None
+    username: str = documented.username()
+    password: str = documented.password()
+    email: str = documented.email(required=True)
+    realname: str | None = documented.realname()
+    comment: str | None = documented.comment()
     sysadmin_flag: bool | None = None  # honoured for admins only
 
 
 class UserProfile(_Body):
-    email: str | None = None
-    realname: str | None = None
-    comment: str | None = None
+    email: str | None = documented.email()
+    realname: str | None = documented.realname()
+    comment: str | None = documented.comment()
 
 
 class PasswordReq(_Body):
     old_password: str | None = None
-    new_password: str
+    new_password: str = documented.password()
 
 
 class UserSysAdminFlag(_Body):
@@ -171,8 +177,18 @@ async def list_users(
     response: Response,
     principal: Caller,
     page: Paging,
-    q: Annotated[str | None, Query(max_length=2048)] = None,
-    sort: Annotated[str | None, Query(max_length=512)] = None,
+    q: Annotated[
+        str | None,
+        q_query(
+            {
+                "username": Key(),
+                "email": Key(),
+                "realname": Key(),
+                "user_id": Key(ID, NOT_FUZZY),
+            }
+        ),
+    ] = None,
+    sort: Annotated[str | None, sort_query(_SORT_COLUMNS, max_length=512)] = None,
     username: Annotated[str | None, Query(max_length=255)] = None,
     email: Annotated[str | None, Query(max_length=255)] = None,
 ) -> list[UserResp]:
